@@ -1,0 +1,18 @@
+"""What a face (tray, control socket) can ask the running service to do.
+
+Faces name actions by these ids, never by a menu label's text.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Action(str, enum.Enum):
+    REFRESH = "refresh"  # force a token refresh now
+    PAUSE = "pause"  # all sandbox access off, keys kept, streams in flight ended
+    RESUME = "resume"
+    REVOKE_SANDBOX = "revoke_sandbox"  # arg: sandbox name; ends its streams in flight
+    REVOKE_ALL = "revoke_all"  # forget every sandbox key, end every stream
+    SET_AUTOSTART = "set_autostart"  # arg: "on" | "off"
+    QUIT = "quit"
