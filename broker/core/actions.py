@@ -16,3 +16,7 @@ class Action(str, enum.Enum):
     REVOKE_ALL = "revoke_all"  # forget every sandbox key, end every stream
     SET_AUTOSTART = "set_autostart"  # arg: "on" | "off"
     QUIT = "quit"
+    # Handled by the face itself (they touch the desktop, not the broker's state).
+    COPY_DOCKER_FLAGS = "copy_docker_flags"
+    OPEN_AUDIT_LOG = "open_audit_log"
+    OPEN_CONFIG = "open_config"
