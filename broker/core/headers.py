@@ -1,0 +1,146 @@
+"""Header policy for the proxy: what a sandbox's request may carry upstream, and back.
+
+Pure functions over raw `(name, value)` lists so that repeats and name case survive until
+policy decides, and so the rules are tested without sockets (mitmproxy's upstream_auth is
+the model). The aiohttp handler only applies the result.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+
+logger = logging.getLogger(__name__)
+
+# RFC 9110 section 7.6.1 plus the de-facto `proxy-connection` and `keep-alive`.
+HOP_BY_HOP: frozenset[str] = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+# Credentials a sandbox presents; they are the sandbox key, never to be forwarded.
+_CLIENT_CREDENTIALS = frozenset({"authorization", "x-api-key"})
+
+# Dropped from requests besides hop-by-hop and credentials: the upstream client sets its own
+# Host and Content-Length; cookies and forwarding headers would leak the sandbox's context.
+_REQUEST_DROP = frozenset({"host", "content-length", "cookie", "forwarded"})
+
+# Dropped from responses: the proxy re-streams a decoded body, and credential-bearing
+# headers never travel back to a sandbox. `www-authenticate` is a challenge, not a secret.
+_RESPONSE_DROP = frozenset(
+    {"content-length", "content-encoding", "set-cookie", "set-cookie2", "authorization", "x-api-key"}
+)
+
+
+def split_list(value: str) -> list[str]:
+    """Items of one comma-separated header value, trimmed, empties dropped."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def merge_list_header(values: Iterable[str], mandatory: Sequence[str]) -> str:
+    """Join list-valued headers into one value that surely holds every `mandatory` flag.
+
+    Gateways must forward the client's flags (e.g. `anthropic-beta`) and only add theirs,
+    so client order is kept and a mandatory flag the client already sent stays in place.
+    """
+    seen: dict[str, None] = {}
+    for value in values:
+        for item in split_list(value):
+            seen.setdefault(item, None)
+    for flag in mandatory:
+        for item in split_list(flag):
+            seen.setdefault(item, None)
+    return ",".join(seen)
+
+
+def connection_named(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
+    """Lower-case names listed in `Connection` values: hop-by-hop by the sender's say-so."""
+    named: set[str] = set()
+    for name, value in headers:
+        if name.lower() == "connection":
+            named.update(item.lower() for item in split_list(value))
+    return frozenset(named)
+
+
+def _dropped_from_request(lname: str, extra: frozenset[str]) -> bool:
+    return (
+        lname in _CLIENT_CREDENTIALS
+        or lname in _REQUEST_DROP
+        or lname in HOP_BY_HOP
+        or lname in extra
+        or lname.startswith("x-forwarded-")
+    )
+
+
+def rewrite_request_headers(
+    headers: Iterable[tuple[str, str]],
+    *,
+    auth_header: str,
+    auth_value: str,
+    mandatory: Mapping[str, str],
+) -> list[tuple[str, str]]:
+    """The header list to send upstream for a sandbox's request.
+
+    Strips the sandbox's credentials and everything hop-by-hop, injects the broker's own
+    credential, and emits exactly one header per `mandatory` name with the client's flags
+    merged in (at the client's position, or at the end when the client sent none).
+    """
+    items = list(headers)
+    extra = connection_named(items) | {auth_header.lower()}
+    wanted = {name.lower(): (name, value) for name, value in mandatory.items()}
+    client_values: dict[str, list[str]] = {lname: [] for lname in wanted}
+    for name, value in items:
+        lname = name.lower()
+        if lname in wanted and not _dropped_from_request(lname, extra):
+            client_values[lname].append(value)
+
+    out: list[tuple[str, str]] = []
+    emitted: set[str] = set()
+    for name, value in items:
+        lname = name.lower()
+        if lname in wanted:
+            if lname not in emitted and client_values[lname]:
+                out_name, flags = wanted[lname]
+                out.append((out_name, merge_list_header(client_values[lname], [flags])))
+                emitted.add(lname)
+            continue
+        if _dropped_from_request(lname, extra):
+            continue
+        out.append((name, value))
+    for lname, (out_name, flags) in wanted.items():
+        if lname not in emitted:
+            out.append((out_name, merge_list_header([], [flags])))
+    out.append((auth_header, auth_value))
+    return out
+
+
+def rewrite_response_headers(
+    headers: Iterable[tuple[str, str]], secrets: Sequence[str]
+) -> list[tuple[str, str]]:
+    """The upstream response's headers as a sandbox may see them.
+
+    Any header echoing a secret (token, sandbox key) is dropped whole: a partial redaction
+    could still leak a prefix, and no legitimate header needs one.
+    """
+    items = list(headers)
+    extra = connection_named(items)
+    needles = [s for s in secrets if s]
+    out: list[tuple[str, str]] = []
+    for name, value in items:
+        lname = name.lower()
+        if lname in HOP_BY_HOP or lname in _RESPONSE_DROP or lname in extra:
+            continue
+        if any(s in value or s in name for s in needles):
+            logger.warning("dropped upstream response header %r: it carried a secret", lname)
+            continue
+        out.append((name, value))
+    return out

@@ -1,0 +1,206 @@
+"""Token usage read from Messages responses, so the ledger and tray can show who used what.
+
+The proxy passes bytes through untouched and feeds a copy here; nothing in this module
+may raise on odd input, because a parsing slip must never break a sandbox's stream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+MAX_EVENT_BYTES = 1024 * 1024
+PLAN_PREFIX = "anthropic-ratelimit-unified-"
+_COUNTERS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+)
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+@dataclass
+class Usage:
+    model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    stop_reason: str | None = None
+
+
+def _count(value: Any) -> int | None:
+    """A token count, or None for anything that is not a non-negative int."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _apply_counts(usage: Usage, counts: Any, *, keep_max: bool) -> None:
+    if not isinstance(counts, dict):
+        return
+    for name in _COUNTERS:
+        value = _count(counts.get(name))
+        if value is None:
+            continue
+        if keep_max:
+            value = max(value, getattr(usage, name))
+        setattr(usage, name, value)
+
+
+def usage_from_json(body: bytes) -> Usage | None:
+    """Usage of a non-streaming Messages (or count_tokens) response; None if there is none."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(doc, dict) or doc.get("type") == "error":
+        return None
+    if isinstance(doc.get("usage"), dict):
+        usage = Usage(model=_text(doc.get("model")), stop_reason=_text(doc.get("stop_reason")))
+        _apply_counts(usage, doc["usage"], keep_max=False)
+        return usage
+    tokens = _count(doc.get("input_tokens"))
+    if tokens is not None:  # count_tokens
+        return Usage(input_tokens=tokens)
+    return None
+
+
+class SSEUsageTracker:
+    """Incremental SSE reader that keeps only what usage accounting needs.
+
+    Chunks may split events, lines and even `\\r\\n` pairs anywhere. Output tokens in
+    `message_delta` are cumulative (the last one wins); input and cache counts there may
+    repeat or refine `message_start`'s, so the largest wins.
+    """
+
+    def __init__(self) -> None:
+        self._usage = Usage()
+        self._buf = bytearray()
+        self._skip_lf = False  # last line ended in a lone \r that may be half of \r\n
+        self._discard_line = False  # inside an oversized line: drop bytes until its end
+        self._data: list[bytes] = []
+        self._size = 0
+        self._oversized = False
+        self._event = b""
+        self.events = 0
+        self.skipped = 0
+
+    def feed(self, chunk: bytes) -> None:
+        try:
+            self._feed(chunk)
+        except Exception:  # noqa: BLE001 - accounting must never break the stream
+            logger.debug("SSE usage parsing failed; resetting", exc_info=True)
+            self._buf.clear()
+            self._reset_event()
+
+    def result(self) -> Usage:
+        return Usage(**vars(self._usage))
+
+    def _feed(self, chunk: bytes) -> None:
+        buf = self._buf
+        scan = len(buf)  # bytes already held contain no line end: don't rescan them
+        buf += chunk
+        pos = 0
+        if self._skip_lf and buf[:1] == b"\n":
+            pos = scan = 1
+        self._skip_lf = False
+        while True:
+            m = _LINE_END.search(buf, max(pos, scan))
+            if m is None:
+                break
+            line = bytes(buf[pos : m.start()])
+            pos = m.end()
+            if m.group() == b"\r" and pos == len(buf):
+                self._skip_lf = True
+            if self._discard_line:
+                self._discard_line = False
+                continue
+            self._line(line)
+        del buf[:pos]
+        if len(buf) > MAX_EVENT_BYTES:
+            buf.clear()
+            self._discard_line = True
+            self._oversized = True
+            self._data.clear()
+
+    def _line(self, line: bytes) -> None:
+        if not line:
+            self._dispatch()
+            return
+        if line.startswith(b":"):
+            return
+        field, _, value = line.partition(b":")
+        if value.startswith(b" "):
+            value = value[1:]
+        if field == b"data":
+            self._size += len(value) + 1
+            if self._size > MAX_EVENT_BYTES:
+                self._oversized = True
+                self._data.clear()
+            elif not self._oversized:
+                self._data.append(value)
+        elif field == b"event":
+            self._event = value
+
+    def _reset_event(self) -> None:
+        self._data = []
+        self._size = 0
+        self._oversized = False
+        self._event = b""
+
+    def _dispatch(self) -> None:
+        data, event, oversized = self._data, self._event, self._oversized
+        self._reset_event()
+        if oversized:
+            self.skipped += 1
+            return
+        if not data:
+            return
+        self.events += 1
+        try:
+            doc = json.loads(b"\n".join(data))
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return
+        if isinstance(doc, dict):
+            kind = doc.get("type") if isinstance(doc.get("type"), str) else event.decode("utf-8", "replace")
+            self._apply(kind, doc)
+
+    def _apply(self, kind: str, doc: dict) -> None:
+        usage = self._usage
+        if kind == "message_start":
+            message = doc.get("message")
+            if isinstance(message, dict):
+                usage.model = _text(message.get("model")) or usage.model
+                _apply_counts(usage, message.get("usage"), keep_max=True)
+        elif kind == "message_delta":
+            counts = doc.get("usage")
+            if isinstance(counts, dict):
+                output = _count(counts.get("output_tokens"))
+                _apply_counts(usage, counts, keep_max=True)
+                if output is not None:
+                    usage.output_tokens = output
+            delta = doc.get("delta")
+            if isinstance(delta, dict):
+                usage.stop_reason = _text(delta.get("stop_reason")) or usage.stop_reason
+
+
+def plan_limits(headers: Mapping[str, str]) -> dict[str, str]:
+    """The subscription's plan-limit headers, e.g. {"5h-utilization": "0.42", "status": ...}."""
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        lname = name.lower()
+        if lname.startswith(PLAN_PREFIX) and len(lname) > len(PLAN_PREFIX):
+            out[lname[len(PLAN_PREFIX) :]] = value
+    return out
