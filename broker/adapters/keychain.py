@@ -1,0 +1,231 @@
+"""The Keychain item Claude Code uses, and plain keyring secrets (setup-token, API key).
+
+On macOS the item is read and written through `/usr/bin/security`, as Claude Code does:
+a Security-framework read from Python would raise a prompt whose "Always Allow" Claude
+Code's next rewrite resets. Secrets travel on stdin (`security -i`), never on argv, which
+other users can read. Elsewhere the `keyring` library reaches Secret Service or the Windows
+Credential Manager. No platform offers change events, so both are polled.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import threading
+import unicodedata
+from typing import Callable, Mapping
+
+from broker.core.credentials import OAuthLogin, parse_login, serialize_login
+from broker.core.errors import CredentialsError, SourceUnavailable
+from broker.core.source import CredentialSource, Unwatch
+
+log = logging.getLogger(__name__)
+
+SECURITY = "/usr/bin/security"
+CLAUDE_SERVICE = "Claude Code-credentials"
+
+
+def claude_keychain_service(env: Mapping[str, str] = os.environ, base: str = CLAUDE_SERVICE) -> str:
+    """Claude Code appends `-<8 hex of sha256(NFC(dir))>` when CLAUDE_CONFIG_DIR is set."""
+    config_dir = env.get("CLAUDE_CONFIG_DIR")
+    if not config_dir:
+        return base
+    digest = hashlib.sha256(unicodedata.normalize("NFC", config_dir).encode("utf-8")).hexdigest()
+    return f"{base}-{digest[:8]}"
+
+
+def login_user(env: Mapping[str, str] = os.environ) -> str:
+    return env.get("USER") or getpass.getuser()
+
+
+class SecretStore:
+    """get/set one secret string by (service, account), translating backend errors."""
+
+    def __init__(self, service: str, account: str, platform: str = sys.platform) -> None:
+        self.service, self.account, self.platform = service, account, platform
+
+    def unavailable(self) -> str | None:
+        if self.platform == "darwin":
+            return None if os.path.exists(SECURITY) else f"{SECURITY} not found"
+        try:
+            import keyring
+            from keyring.backends import fail
+
+            backend = keyring.get_keyring()
+        except Exception as exc:  # keyring raises several kinds at import on odd systems
+            return f"keyring unusable: {exc}"
+        if isinstance(backend, fail.Keyring):
+            return "no system keyring (Secret Service / Credential Manager) is available"
+        return None
+
+    def get(self) -> str | None:
+        if self.platform == "darwin":
+            return self._security_get()
+        keyring, errors = _keyring()
+        try:
+            return keyring.get_password(self.service, self.account)
+        except errors.KeyringLocked:
+            raise SourceUnavailable("the keyring is locked; unlock it and the broker will retry") from None
+        except errors.NoKeyringError:
+            raise SourceUnavailable("no system keyring is available") from None
+        except errors.KeyringError as exc:
+            raise SourceUnavailable(f"keyring error: {exc}") from None
+
+    def set(self, value: str) -> None:
+        if self.platform == "darwin":
+            return self._security_set(value)
+        keyring, errors = _keyring()
+        try:
+            keyring.set_password(self.service, self.account, value)
+        except errors.KeyringError as exc:
+            raise SourceUnavailable(f"cannot write to the keyring: {exc}") from None
+
+    def delete(self) -> None:
+        if self.platform == "darwin":
+            self._security_run(f"delete-generic-password -a {_q(self.account)} -s {_q(self.service)}\n")
+            return
+        keyring, errors = _keyring()
+        try:
+            keyring.delete_password(self.service, self.account)
+        except errors.PasswordDeleteError:
+            pass
+
+    # -- macOS: /usr/bin/security, secrets on stdin only
+    def _security_get(self) -> str | None:
+        proc = subprocess.run([SECURITY, "find-generic-password", "-a", self.account, "-s", self.service, "-w"],
+                              capture_output=True, text=True, timeout=30)
+        if proc.returncode == 44:  # errSecItemNotFound
+            return None
+        if proc.returncode != 0:
+            raise SourceUnavailable(f"security find-generic-password failed (exit {proc.returncode}); is the login keychain locked?")
+        value = proc.stdout.rstrip("\n")
+        return _maybe_hex(value)
+
+    def _security_set(self, value: str) -> None:
+        hexed = value.encode("utf-8").hex()
+        self._security_run(f"add-generic-password -U -a {_q(self.account)} -s {_q(self.service)} -X {hexed}\n")
+
+    def _security_run(self, command: str) -> None:
+        proc = subprocess.run([SECURITY, "-i"], input=command, capture_output=True, text=True, timeout=30)
+        if proc.returncode != 0:
+            raise SourceUnavailable(f"security -i failed (exit {proc.returncode})")
+
+
+def _q(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _maybe_hex(value: str) -> str:
+    """`security -w` prints hex when the stored value has non-printable bytes."""
+    if value and len(value) % 2 == 0 and all(c in "0123456789abcdef" for c in value):
+        try:
+            return bytes.fromhex(value).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return value
+    return value
+
+
+def _keyring():
+    import keyring
+    from keyring import errors
+
+    return keyring, errors
+
+
+class _Poller:
+    """Calls `on_change` when `read()` returns something different; polls on a thread."""
+
+    def __init__(self, read: Callable[[], object], on_change: Callable[[], None], interval: float) -> None:
+        self.read, self.on_change, self.interval = read, on_change, interval
+        self._stop = threading.Event()
+
+    def start(self) -> Unwatch:
+        threading.Thread(target=self._loop, name="keychain-poll", daemon=True).start()
+        return self._stop.set
+
+    def _loop(self) -> None:
+        last = self._digest()
+        while not self._stop.wait(self.interval):
+            now = self._digest()
+            if now != last:
+                last = now
+                self.on_change()
+
+    def _digest(self) -> object:
+        try:
+            value = self.read()
+        except Exception as exc:  # the manager reports errors when it loads
+            return ("error", type(exc).__name__)
+        return hashlib.sha256(str(value).encode()).hexdigest()
+
+
+class KeychainSource(CredentialSource):
+    """Claude Code's own credentials item (the same JSON as the file)."""
+
+    kind = "keychain"
+
+    def __init__(self, store: SecretStore, poll_seconds: float = 30.0) -> None:
+        self.store, self.poll_seconds = store, poll_seconds
+
+    @classmethod
+    def for_claude_code(cls, env: Mapping[str, str] = os.environ, poll_seconds: float = 30.0,
+                        platform: str = sys.platform, base_service: str = CLAUDE_SERVICE) -> "KeychainSource":
+        return cls(SecretStore(claude_keychain_service(env, base_service), login_user(env), platform), poll_seconds)
+
+    @property
+    def label(self) -> str:
+        return f"keychain:{self.store.service}"
+
+    def unavailable(self) -> str | None:
+        return self.store.unavailable()
+
+    def load(self) -> OAuthLogin | None:
+        value = self.store.get()
+        if value is None:
+            return None
+        try:
+            return parse_login(value)
+        except CredentialsError as exc:
+            raise CredentialsError(f"{self.label}: {exc.message}") from None
+
+    def save(self, login: OAuthLogin) -> None:
+        self.store.set(serialize_login(login).strip())
+
+    def watch(self, on_change: Callable[[], None]) -> Unwatch:
+        return _Poller(self.store.get, on_change, self.poll_seconds).start()
+
+
+class KeyringSecretSource(CredentialSource):
+    """A long-lived secret of the broker's own (a `claude setup-token` token or an API key).
+
+    It is never refreshed, so it shares no refresh chain with the host's Claude Code.
+    """
+
+    kind = "setup-token"
+    refreshable = False
+
+    def __init__(self, store: SecretStore, poll_seconds: float = 30.0, kind: str = "setup-token") -> None:
+        self.store, self.poll_seconds, self.kind = store, poll_seconds, kind
+
+    @property
+    def label(self) -> str:
+        return f"keyring:{self.store.service}/{self.store.account}"
+
+    def unavailable(self) -> str | None:
+        return self.store.unavailable()
+
+    def load(self) -> OAuthLogin | None:
+        value = self.store.get()
+        if not value:
+            return None
+        return OAuthLogin(access_token=value.strip())
+
+    def save(self, login: OAuthLogin) -> None:
+        self.store.set(login.access_token)
+
+    def watch(self, on_change: Callable[[], None]) -> Unwatch:
+        return _Poller(self.store.get, on_change, self.poll_seconds).start()

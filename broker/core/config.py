@@ -1,0 +1,201 @@
+"""The user's config file: YAML, every key checked, errors that name the key.
+
+A missing file means all defaults. The file's location comes from `--config`, then
+`$INFERENCE_BROKER_CONFIG`, then the platform's user config dir.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import platformdirs
+import yaml
+
+from broker.core.errors import ConfigError
+from broker.core.validate import Fields
+
+APP = "inference-broker"
+DEFAULT_LISTEN = ("127.0.0.1:8765",)
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RefreshSettings:
+    mode: str = "own"  # own: refresh and write back; follow: only adopt what Claude Code writes
+    ahead_fraction: float = 0.10  # refresh when this share of the lifetime remains ...
+    ahead_min_seconds: float = 300.0  # ... or this many seconds, whichever is larger
+    proxy_margin_seconds: float = 600.0  # never start forwarding on a token closer to expiry
+    backoff_initial_seconds: float = 5.0
+    backoff_max_seconds: float = 600.0
+    request_timeout_seconds: float = 30.0
+    keychain_poll_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    allowed_hosts: tuple[str, ...] = ()  # extra Host names on top of the built-in ones
+    allowed_origins: tuple[str, ...] = ()  # browsers are refused unless listed here
+    max_body_bytes: int = 32 * MiB
+    connect_timeout_seconds: float = 30.0
+    read_idle_timeout_seconds: float = 600.0  # silence allowed between chunks of a stream
+    auth_failures_per_minute: int = 10
+
+
+@dataclass(frozen=True)
+class CredentialSettings:
+    sources: tuple[str, ...] = ()  # empty: the profile's order (keychain, then file)
+    file: Path | None = None  # empty: $CLAUDE_CONFIG_DIR/.credentials.json or ~/.claude/...
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    max_bytes: int = 10 * MiB
+    backups: int = 5
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None = None  # where it was read from (None: defaults only)
+    provider: str = "anthropic-oauth"
+    listen: tuple[str, ...] = DEFAULT_LISTEN
+    state_dir: Path = field(default_factory=lambda: Path(platformdirs.user_state_dir(APP)))
+    upstream_url: str | None = None
+    token_url: str | None = None
+    credentials: CredentialSettings = field(default_factory=CredentialSettings)
+    refresh: RefreshSettings = field(default_factory=RefreshSettings)
+    proxy: ProxySettings = field(default_factory=ProxySettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    log_level: str = "info"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.state_dir / "broker.sock"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.state_dir / "audit.jsonl"
+
+    @property
+    def profile_dirs(self) -> list[Path]:
+        from broker.core.profiles import builtin_profile_dir
+
+        return [Path(platformdirs.user_config_dir(APP)) / "providers", builtin_profile_dir()]
+
+
+def default_config_path(env: Mapping[str, str] = os.environ) -> Path:
+    if env.get("INFERENCE_BROKER_CONFIG"):
+        return Path(env["INFERENCE_BROKER_CONFIG"]).expanduser()
+    return Path(platformdirs.user_config_dir(APP)) / "config.yaml"
+
+
+def _path(f: Fields, key: str, base: Path | None) -> Path | None:
+    value = f.get(key, str)
+    if value is None:
+        return None
+    p = Path(os.path.expandvars(value)).expanduser()
+    return p if p.is_absolute() or base is None else (base / p)
+
+
+def parse_config(text: str, where: str, path: Path | None = None) -> Config:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML ({exc})") from None
+    f = Fields(data, where, "", ConfigError)
+    base = path.parent if path else None
+    defaults = Config()
+
+    c = f.sub("credentials")
+    credentials = CredentialSettings(sources=c.strings("sources"), file=_path(c, "file", base))
+    for s in credentials.sources:
+        if s not in ("keychain", "file", "setup-token", "keyring"):
+            raise c.fail("credentials.sources", f"unknown source {s!r} (known: keychain, file, setup-token, keyring)")
+    c.done()
+
+    r = f.sub("refresh")
+    d = RefreshSettings()
+    refresh = RefreshSettings(
+        mode=r.choice("mode", ("own", "follow"), d.mode),
+        ahead_fraction=r.positive("ahead_fraction", d.ahead_fraction),
+        ahead_min_seconds=r.positive("ahead_min_seconds", d.ahead_min_seconds, allow_zero=True),
+        proxy_margin_seconds=r.positive("proxy_margin_seconds", d.proxy_margin_seconds, allow_zero=True),
+        backoff_initial_seconds=r.positive("backoff_initial_seconds", d.backoff_initial_seconds),
+        backoff_max_seconds=r.positive("backoff_max_seconds", d.backoff_max_seconds),
+        request_timeout_seconds=r.positive("request_timeout_seconds", d.request_timeout_seconds),
+        keychain_poll_seconds=r.positive("keychain_poll_seconds", d.keychain_poll_seconds),
+    )
+    if refresh.ahead_fraction >= 1:
+        raise r.fail("refresh.ahead_fraction", "must be below 1")
+    r.done()
+
+    p = f.sub("proxy")
+    dp = ProxySettings()
+    proxy = ProxySettings(
+        allowed_hosts=tuple(h.lower() for h in p.strings("allowed_hosts")),
+        allowed_origins=p.strings("allowed_origins"),
+        max_body_bytes=int(p.positive("max_body_bytes", dp.max_body_bytes)),
+        connect_timeout_seconds=p.positive("connect_timeout_seconds", dp.connect_timeout_seconds),
+        read_idle_timeout_seconds=p.positive("read_idle_timeout_seconds", dp.read_idle_timeout_seconds),
+        auth_failures_per_minute=int(p.positive("auth_failures_per_minute", dp.auth_failures_per_minute)),
+    )
+    p.done()
+
+    a = f.sub("audit")
+    da = AuditSettings()
+    audit = AuditSettings(max_bytes=int(a.positive("max_bytes", da.max_bytes)),
+                          backups=int(a.positive("backups", da.backups, allow_zero=True)))
+    a.done()
+
+    listen = f.strings("listen", DEFAULT_LISTEN)
+    if not listen:
+        raise f.fail("listen", "must list at least one host:port")
+    for key in ("upstream_url", "token_url"):
+        value = f.get(key, str)
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise f.fail(key, f"must be an http(s) URL (got {value!r})")
+    config = Config(
+        path=path,
+        provider=f.get("provider", str, defaults.provider),
+        listen=listen,
+        state_dir=_path(f, "state_dir", base) or defaults.state_dir,
+        upstream_url=f.get("upstream_url", str),
+        token_url=f.get("token_url", str),
+        credentials=credentials,
+        refresh=refresh,
+        proxy=proxy,
+        audit=audit,
+        log_level=f.choice("log_level", ("debug", "info", "warning", "error"), defaults.log_level),
+    )
+    f.done()
+    _check_listen(config.listen, where)
+    return config
+
+
+def _check_listen(entries: tuple[str, ...], where: str) -> None:
+    try:
+        from broker.core.listen import parse_listen
+    except ImportError:  # pragma: no cover - listen parsing lands with sandbox networking
+        return
+    for entry in entries:
+        try:
+            parse_listen(entry)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: listen: {exc.message}") from None
+
+
+def load_config(path: Path | None = None, env: Mapping[str, str] = os.environ) -> Config:
+    """Read the config file, or return defaults when there is none."""
+    explicit = path is not None or bool(env.get("INFERENCE_BROKER_CONFIG"))
+    path = path or default_config_path(env)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"{path}: config file not found") from None
+        return Config(path=path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    return parse_config(text, str(path), path)

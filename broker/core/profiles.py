@@ -1,0 +1,127 @@
+"""Provider profiles: where requests go and how the credential is attached.
+
+A profile is data (providers/*.yaml), so a new upstream or auth style needs no code. Loading
+validates every field and names the file and key in its errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
+
+from broker.core.errors import ProfileError
+from broker.core.validate import Fields
+
+AUTH_KINDS = ("oauth", "static")
+SOURCE_KINDS = ("keychain", "file", "setup-token", "keyring")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    upstream: str
+    auth_kind: str  # oauth: refreshable pair; static: a long-lived secret
+    auth_header: str
+    auth_scheme: str  # "Bearer" or "" (raw value)
+    paths: tuple[str, ...]
+    mandatory_headers: dict[str, str] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    description: str = ""
+    token_url: str | None = None
+    client_id: str | None = None
+    credential_sources: tuple[str, ...] = ()
+    keychain_service: str | None = None
+    keyring_service: str | None = None
+    keyring_username: str | None = None
+    login_hint: str = ""
+
+    def auth_value(self, secret: str) -> str:
+        return f"{self.auth_scheme} {secret}" if self.auth_scheme else secret
+
+
+def _url(fields: Fields, key: str, *, required: bool) -> str | None:
+    value = fields.get(key, str, required=required)
+    if value is not None:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise fields.fail(fields.name(key), f"must be an http(s) URL (got {value!r})")
+    return value
+
+
+def parse_profile(text: str, where: str) -> Profile:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{where}: not valid YAML ({exc})") from None
+    f = Fields(data, where, "", ProfileError)
+    name = f.get("name", str, required=True)
+    auth = f.sub("auth")
+    kind = auth.choice("kind", AUTH_KINDS, "oauth")
+    header = auth.get("header", str, "Authorization")
+    scheme = auth.get("scheme", str, "Bearer")
+    auth.done()
+    oauth = f.sub("oauth")
+    token_url = _url(oauth, "token_url", required=kind == "oauth")
+    client_id = oauth.get("client_id", str, required=kind == "oauth")
+    oauth.done()
+    mandatory = f.get("mandatory_headers", dict, {})
+    for k, v in mandatory.items():
+        if not isinstance(k, str) or not isinstance(v, str) or not v:
+            raise f.fail(f"mandatory_headers.{k}", "must map a header name to a non-empty string")
+    sources = f.strings("credential_sources")
+    for s in sources:
+        if s not in SOURCE_KINDS:
+            raise f.fail("credential_sources", f"unknown source {s!r} (known: {', '.join(SOURCE_KINDS)})")
+    paths = f.strings("paths")
+    if not paths:
+        raise f.fail("paths", "must list at least one API path sandboxes may reach")
+    for p in paths:
+        if not p.startswith("/"):
+            raise f.fail("paths", f"{p!r} must start with /")
+    profile = Profile(
+        name=name,
+        upstream=_url(f, "upstream", required=True) or "",
+        auth_kind=kind,
+        auth_header=header,
+        auth_scheme=scheme,
+        paths=paths,
+        mandatory_headers={k.lower(): v for k, v in mandatory.items()},
+        aliases=f.strings("aliases"),
+        description=f.get("description", str, ""),
+        token_url=token_url,
+        client_id=client_id,
+        credential_sources=sources,
+        keychain_service=f.get("keychain_service", str),
+        keyring_service=f.get("keyring_service", str),
+        keyring_username=f.get("keyring_username", str),
+        login_hint=f.get("login_hint", str, ""),
+    )
+    f.done()
+    return profile
+
+
+def builtin_profile_dir() -> Path:
+    """Profiles shipped with the broker (the repo's providers/, or the installed copy)."""
+    here = Path(__file__).resolve().parent.parent  # broker/
+    for candidate in (here / "providers", here.parent / "providers"):
+        if candidate.is_dir():
+            return candidate
+    return here / "providers"
+
+
+def find_profile(name: str, search: list[Path]) -> Profile:
+    """Load the profile called `name` (or with that alias) from the first directory that has it."""
+    seen: list[str] = []
+    for directory in search:
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.glob("*.yaml")):
+            profile = parse_profile(path.read_text(encoding="utf-8"), str(path))
+            seen.append(profile.name)
+            if name == profile.name or name in profile.aliases:
+                return profile
+    known = ", ".join(sorted(set(seen))) or "none found"
+    raise ProfileError(f"no provider profile named {name!r} (known: {known})")

@@ -1,0 +1,102 @@
+"""A fake OAuth token endpoint with Anthropic's rules: refresh tokens are single-use.
+
+It checks what it receives (grant type, client id, JSON body), rotates both tokens on every
+success, counts calls, and fails on demand (500, 429, a hang, invalid_grant).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import secrets
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
+
+
+def new_access() -> str:
+    return "sk-ant-oat01-" + secrets.token_urlsafe(32)
+
+
+def new_refresh() -> str:
+    return "sk-ant-ort01-" + secrets.token_urlsafe(32)
+
+
+@dataclass
+class FakeTokenEndpoint:
+    client_id: str = CLIENT_ID
+    expires_in: int = 8 * 3600
+    calls: int = 0
+    problems: list[str] = field(default_factory=list)
+    live_refresh: set[str] = field(default_factory=set)  # refresh tokens that work once
+    spent_refresh: set[str] = field(default_factory=set)
+    valid_access: set[str] = field(default_factory=set)
+    failures: list[tuple[int, dict | None, dict[str, str]]] = field(default_factory=list)
+    hang: bool = False
+    on_request: "object | None" = None  # called with the refresh token before answering
+    delay: float = 0.0
+    _ids: itertools.count = field(default_factory=itertools.count)
+
+    def issue(self) -> tuple[str, str]:
+        """A fresh login pair, as `claude /login` would get."""
+        access, refresh = new_access(), new_refresh()
+        self.valid_access.add(access)
+        self.live_refresh.add(refresh)
+        return access, refresh
+
+    def fail_next(self, status: int, body: dict | None = None, count: int = 1,
+                  headers: dict[str, str] | None = None) -> None:
+        self.failures.extend([(status, body, headers or {})] * count)
+
+    def revoke_access(self, token: str) -> None:
+        self.valid_access.discard(token)
+
+    def make_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/oauth/token", self._token)
+        return app
+
+    async def _token(self, request: web.Request) -> web.Response:
+        self.calls += 1
+        if request.content_type != "application/json":
+            self.problems.append(f"content-type {request.content_type!r}, expected application/json")
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            self.problems.append("body is not JSON")
+            return web.json_response({"error": "invalid_request"}, status=400)
+        if body.get("grant_type") != "refresh_token":
+            self.problems.append(f"grant_type {body.get('grant_type')!r}")
+        if body.get("client_id") != self.client_id:
+            self.problems.append(f"client_id {body.get('client_id')!r}")
+        if callable(self.on_request):
+            self.on_request(body.get("refresh_token"))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.hang:
+            await asyncio.sleep(3600)
+        if self.failures:
+            status, fbody, headers = self.failures.pop(0)
+            return web.json_response(fbody or {"error": "server_error"}, status=status, headers=headers)
+        token = body.get("refresh_token")
+        if token in self.spent_refresh:
+            self.problems.append("a spent refresh token was reused")
+            return web.json_response({"error": "invalid_grant", "error_description": "Refresh token already used"}, status=400)
+        if token not in self.live_refresh:
+            return web.json_response({"error": "invalid_grant", "error_description": "Invalid refresh token"}, status=400)
+        self.live_refresh.discard(token)
+        self.spent_refresh.add(token)
+        access, refresh = self.issue()
+        n = next(self._ids)
+        return web.json_response({
+            "token_type": "Bearer",
+            "access_token": access,
+            "refresh_token": refresh,
+            "expires_in": self.expires_in,
+            "scope": "user:inference user:profile",
+            "account": {"uuid": f"acct-{n}", "email_address": "user@example.com"},
+            "organization": {"uuid": "org-1", "name": "Example"},
+        })
