@@ -1,0 +1,188 @@
+"""The tray menu as a pure function of a `Snapshot`.
+
+Every face that shows a menu (pystray today, something else tomorrow) renders these
+entries; the words, the enabled/checked flags and the action ids are decided here, where a
+table-driven test can check them without a display. Faces act on `MenuEntry.action`, never
+on a label's text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from broker.core.actions import Action
+from broker.core.snapshot import (
+    EXPIRED,
+    EXPIRING,
+    REFRESHING,
+    SIGNED_OUT,
+    VALID,
+    SandboxInfo,
+    Snapshot,
+    TokenStatus,
+)
+
+# Icon states, in the order a person should care about them.
+OK = "ok"
+REFRESHING_ICON = "refreshing"
+WARNING = "warning"
+ERROR = "error"
+PAUSED = "paused"
+ICON_STATES = (OK, REFRESHING_ICON, WARNING, ERROR, PAUSED)
+
+LOGIN_HINT = "run `claude /login`"
+NO_SANDBOXES = "No sandboxes yet — run `inference-broker sandbox add NAME`"
+TOOLTIP_MAX = 120  # Windows truncates tooltips at 127 characters
+
+
+@dataclass(frozen=True)
+class MenuEntry:
+    label: str
+    action: Action | None = None
+    arg: str | None = None
+    enabled: bool = True
+    checked: bool | None = None  # None: not a checkbox
+    submenu: tuple[MenuEntry, ...] = ()
+    separator: bool = False
+    default: bool = False  # shown in bold where the backend can
+
+
+SEPARATOR = MenuEntry(label="", separator=True, enabled=False)
+
+
+def duration_words(seconds: float) -> str:
+    """'40 s', '12 min', '5 h 12 min', '2 d 3 h': short enough for a menu line."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s} s"
+    minutes = s // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def ago_words(then: float | None, now: float) -> str:
+    if then is None:
+        return "never"
+    if now - then < 60:
+        return "just now"
+    return f"{duration_words(now - then)} ago"
+
+
+def token_words(token: TokenStatus, now: float) -> str:
+    """The token's state in the words a person reads in the menu and `status`."""
+    state = token.state
+    if state == VALID:
+        if token.expires_at is None:
+            return "Token valid"
+        return f"Token valid for {duration_words(token.expires_at - now)}"
+    if state == REFRESHING:
+        return "Refreshing…"
+    if state == EXPIRING:
+        words = f"Refresh failing: {token.reason}"
+        if token.next_retry_at is not None:
+            words += f" — retrying in {duration_words(token.next_retry_at - now)}"
+        return words
+    if state == EXPIRED:
+        if token.next_retry_at is not None:
+            return f"Token expired — retrying in {duration_words(token.next_retry_at - now)}"
+        return f"Token expired — {LOGIN_HINT}"
+    if state == SIGNED_OUT:
+        return f"Signed out — {LOGIN_HINT}"
+    return f"Token {state}"
+
+
+def icon_state(snap: Snapshot) -> str:
+    """Lost login beats failing refresh beats paused beats refreshing."""
+    state = snap.token.state
+    if state in (SIGNED_OUT, EXPIRED):
+        return ERROR
+    if state == EXPIRING:
+        return WARNING
+    if snap.proxy.paused:
+        return PAUSED
+    if state == REFRESHING:
+        return REFRESHING_ICON
+    return OK
+
+
+def plan_words(token: TokenStatus) -> str:
+    if token.subscription_type:
+        return f"Claude {token.subscription_type.capitalize()}"
+    return "Claude subscription"
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def proxy_words(snap: Snapshot) -> str:
+    where = ", ".join(snap.proxy.listen) if snap.proxy.listen else "not listening"
+    parts = [
+        f"Proxy {where}",
+        _count(snap.active_sandboxes, "sandbox", "sandboxes"),
+        _count(snap.proxy.requests_today, "request", "requests") + " today",
+    ]
+    line = " · ".join(parts)
+    return f"Paused — {line}" if snap.proxy.paused else line
+
+
+def tooltip(snap: Snapshot) -> str:
+    text = f"inference-broker — {token_words(snap.token, snap.now)}"
+    if snap.proxy.paused:
+        text += " · access paused"
+    return text if len(text) <= TOOLTIP_MAX else text[: TOOLTIP_MAX - 1] + "…"
+
+
+def _sandbox_entry(sb: SandboxInfo, now: float) -> MenuEntry:
+    used = "never used" if sb.last_used is None else f"used {ago_words(sb.last_used, now)}"
+    details = MenuEntry(
+        f"{_count(sb.requests, 'request', 'requests')} · {sb.input_tokens} in / {sb.output_tokens} out tokens",
+        enabled=False,
+    )
+    # Revoke comes first so keyboard navigation lands on it.
+    return MenuEntry(
+        f"{sb.name} — {used}",
+        submenu=(MenuEntry(f"Revoke {sb.name}", Action.REVOKE_SANDBOX, arg=sb.name), details),
+    )
+
+
+def sandboxes_menu(snap: Snapshot) -> MenuEntry:
+    if not snap.sandboxes:
+        items: tuple[MenuEntry, ...] = (MenuEntry(NO_SANDBOXES, enabled=False),)
+    else:
+        items = tuple(_sandbox_entry(sb, snap.now) for sb in snap.sandboxes)
+    return MenuEntry(f"Sandboxes ({snap.active_sandboxes})", submenu=items)
+
+
+def build_menu(snap: Snapshot) -> tuple[MenuEntry, ...]:
+    token = snap.token
+    paused = snap.proxy.paused
+    return (
+        MenuEntry(plan_words(token), enabled=False, default=True),
+        MenuEntry(token_words(token, snap.now), enabled=False),
+        MenuEntry(f"Last refresh: {ago_words(token.last_refresh, snap.now)}", enabled=False),
+        MenuEntry(proxy_words(snap), enabled=False),
+        SEPARATOR,
+        sandboxes_menu(snap),
+        MenuEntry("Refresh token now", Action.REFRESH, enabled=token.state != REFRESHING),
+        MenuEntry("Resume access", Action.RESUME) if paused else MenuEntry("Pause access", Action.PAUSE),
+        MenuEntry("Revoke all sandbox access", Action.REVOKE_ALL, enabled=bool(snap.sandboxes)),
+        SEPARATOR,
+        MenuEntry("Copy docker run flags", Action.COPY_DOCKER_FLAGS),
+        MenuEntry("Open audit log", Action.OPEN_AUDIT_LOG),
+        MenuEntry("Open config", Action.OPEN_CONFIG),
+        SEPARATOR,
+        MenuEntry(
+            "Launch at login",
+            Action.SET_AUTOSTART,
+            arg="off" if snap.autostart else "on",
+            checked=snap.autostart,
+        ),
+        SEPARATOR,
+        MenuEntry("Quit", Action.QUIT),
+    )

@@ -1,0 +1,190 @@
+"""The tray menu model, from hand-made snapshots: no display, no pystray."""
+
+from __future__ import annotations
+
+import pytest
+
+from broker.core.actions import Action
+from broker.core.menu import (
+    ERROR,
+    ICON_STATES,
+    NO_SANDBOXES,
+    OK,
+    PAUSED,
+    REFRESHING_ICON,
+    TOOLTIP_MAX,
+    WARNING,
+    MenuEntry,
+    build_menu,
+    duration_words,
+    icon_state,
+    token_words,
+    tooltip,
+)
+from broker.core.snapshot import (
+    EXPIRED,
+    EXPIRING,
+    REFRESHING,
+    SIGNED_OUT,
+    TOKEN_STATES,
+    VALID,
+    ProxyStatus,
+    SandboxInfo,
+    Snapshot,
+    TokenStatus,
+)
+
+NOW = 1_750_000_000.0
+
+
+def snap(state: str = VALID, *, paused: bool = False, sandboxes: int = 0, autostart: bool = False, **token) -> Snapshot:
+    token.setdefault("expires_at", NOW + 5 * 3600 + 12 * 60)
+    return Snapshot(
+        now=NOW,
+        token=TokenStatus(state=state, **token),
+        proxy=ProxyStatus(listen=("127.0.0.1:41235", "172.17.0.1:41236"), paused=paused, requests_today=14),
+        sandboxes=tuple(
+            SandboxInfo(name=f"box{i}", created=NOW - 86400, last_used=NOW - 300 if i else None, requests=i)
+            for i in range(sandboxes)
+        ),
+        autostart=autostart,
+    )
+
+
+def by_action(entries: tuple[MenuEntry, ...]) -> dict[Action, MenuEntry]:
+    return {e.action: e for e in entries if e.action is not None}
+
+
+def labels(entries: tuple[MenuEntry, ...]) -> list[str]:
+    return [e.label for e in entries if not e.separator]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [(0, "0 s"), (40.9, "40 s"), (60, "1 min"), (12 * 60 + 59, "12 min"), (3600, "1 h"),
+     (5 * 3600 + 12 * 60, "5 h 12 min"), (86400, "1 d"), (2 * 86400 + 3 * 3600 + 5, "2 d 3 h"), (-5, "0 s")],
+)
+def test_duration_words(seconds: float, words: str) -> None:
+    assert duration_words(seconds) == words
+
+
+@pytest.mark.parametrize(
+    ("token", "words"),
+    [
+        (TokenStatus(VALID, expires_at=NOW + 5 * 3600 + 12 * 60), "Token valid for 5 h 12 min"),
+        (TokenStatus(VALID, expires_at=None), "Token valid"),
+        (TokenStatus(REFRESHING), "Refreshing…"),
+        (TokenStatus(EXPIRING, reason="HTTP 503", next_retry_at=NOW + 40), "Refresh failing: HTTP 503 — retrying in 40 s"),
+        (TokenStatus(EXPIRING, reason="rate limited"), "Refresh failing: rate limited"),
+        (TokenStatus(EXPIRED, reason="invalid_grant"), "Token expired — run `claude /login`"),
+        (TokenStatus(EXPIRED, next_retry_at=NOW + 90), "Token expired — retrying in 1 min"),
+        (TokenStatus(SIGNED_OUT), "Signed out — run `claude /login`"),
+    ],
+)
+def test_token_words(token: TokenStatus, words: str) -> None:
+    assert token_words(token, NOW) == words
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "state"),
+    [
+        (snap(VALID), OK),
+        (snap(REFRESHING), REFRESHING_ICON),
+        (snap(EXPIRING, reason="x"), WARNING),
+        (snap(EXPIRED), ERROR),
+        (snap(SIGNED_OUT), ERROR),
+        (snap(VALID, paused=True), PAUSED),
+        (snap(REFRESHING, paused=True), PAUSED),
+        (snap(EXPIRING, paused=True), WARNING),  # a failing refresh still needs attention
+        (snap(SIGNED_OUT, paused=True), ERROR),
+    ],
+)
+def test_icon_state(snapshot: Snapshot, state: str) -> None:
+    assert icon_state(snapshot) == state
+    assert state in ICON_STATES
+
+
+@pytest.mark.parametrize("state", TOKEN_STATES)
+def test_every_token_state_makes_a_complete_menu(state: str) -> None:
+    menu = build_menu(snap(state, reason="boom"))
+    actions = by_action(menu)
+    assert set(actions) == {
+        Action.REFRESH, Action.PAUSE, Action.REVOKE_ALL, Action.COPY_DOCKER_FLAGS,
+        Action.OPEN_AUDIT_LOG, Action.OPEN_CONFIG, Action.SET_AUTOSTART, Action.QUIT,
+    }
+    assert menu[1].label == token_words(snap(state, reason="boom").token, NOW)
+    assert not menu[1].enabled  # status lines are information, not buttons
+    assert actions[Action.REFRESH].enabled == (state != REFRESHING)
+    assert menu[-1].action == Action.QUIT
+
+
+def test_header_shows_plan_token_and_last_refresh() -> None:
+    menu = build_menu(snap(subscription_type="max", last_refresh=NOW - 12 * 60))
+    assert labels(menu)[:4] == [
+        "Claude Max",
+        "Token valid for 5 h 12 min",
+        "Last refresh: 12 min ago",
+        "Proxy 127.0.0.1:41235, 172.17.0.1:41236 · 0 sandboxes · 14 requests today",
+    ]
+    assert menu[0].default
+    assert build_menu(snap())[0].label == "Claude subscription"
+    assert build_menu(snap())[2].label == "Last refresh: never"
+
+
+@pytest.mark.parametrize(("paused", "action", "label"), [(False, Action.PAUSE, "Pause access"), (True, Action.RESUME, "Resume access")])
+def test_pause_item_follows_state(paused: bool, action: Action, label: str) -> None:
+    menu = build_menu(snap(paused=paused))
+    assert by_action(menu)[action].label == label
+    assert ({Action.PAUSE, Action.RESUME} - {action}).isdisjoint(by_action(menu))
+    assert menu[3].label.startswith("Paused — ") == paused
+
+
+@pytest.mark.parametrize(("autostart", "arg"), [(False, "on"), (True, "off")])
+def test_launch_at_login_checkbox(autostart: bool, arg: str) -> None:
+    item = by_action(build_menu(snap(autostart=autostart)))[Action.SET_AUTOSTART]
+    assert (item.checked, item.arg, item.label) == (autostart, arg, "Launch at login")
+
+
+def test_no_sandboxes() -> None:
+    menu = build_menu(snap(sandboxes=0))
+    sandboxes = next(e for e in menu if e.submenu)
+    assert sandboxes.label == "Sandboxes (0)"
+    assert [(e.label, e.enabled, e.action) for e in sandboxes.submenu] == [(NO_SANDBOXES, False, None)]
+    assert not by_action(menu)[Action.REVOKE_ALL].enabled
+
+
+def test_several_sandboxes_each_with_last_use_and_revoke() -> None:
+    menu = build_menu(snap(sandboxes=3))
+    sandboxes = next(e for e in menu if e.submenu)
+    assert sandboxes.label == "Sandboxes (3)"
+    assert [e.label for e in sandboxes.submenu] == ["box0 — never used", "box1 — used 5 min ago", "box2 — used 5 min ago"]
+    for i, entry in enumerate(sandboxes.submenu):
+        revoke = entry.submenu[0]  # first, so keyboard navigation lands on it
+        assert (revoke.action, revoke.arg, revoke.enabled) == (Action.REVOKE_SANDBOX, f"box{i}", True)
+        assert entry.submenu[1].label.startswith(f"{i} request")
+    assert by_action(menu)[Action.REVOKE_ALL].enabled
+    assert "3 sandboxes" in menu[3].label
+    assert "1 sandbox ·" in build_menu(snap(sandboxes=1))[3].label
+
+
+def test_separators_are_inert() -> None:
+    for entry in build_menu(snap()):
+        if entry.separator:
+            assert entry.action is None and not entry.enabled
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "text"),
+    [
+        (snap(), "inference-broker — Token valid for 5 h 12 min"),
+        (snap(paused=True), "inference-broker — Token valid for 5 h 12 min · access paused"),
+        (snap(SIGNED_OUT), "inference-broker — Signed out — run `claude /login`"),
+    ],
+)
+def test_tooltip(snapshot: Snapshot, text: str) -> None:
+    assert tooltip(snapshot) == text
+
+
+def test_tooltip_is_bounded() -> None:
+    text = tooltip(snap(EXPIRING, reason="x" * 500))
+    assert len(text) <= TOOLTIP_MAX and text.endswith("…")
