@@ -32,7 +32,10 @@ _CLIENT_CREDENTIALS = frozenset({"authorization", "x-api-key"})
 
 # Dropped from requests besides hop-by-hop and credentials: the upstream client sets its own
 # Host and Content-Length; cookies and forwarding headers would leak the sandbox's context.
-_REQUEST_DROP = frozenset({"host", "content-length", "cookie", "forwarded"})
+# Accept-Encoding and Expect belong to the proxy's own upstream connection: the proxy
+# re-streams a decoded body, so it negotiates only encodings its client can decode, and
+# the sandbox's `100-continue` was already answered by the proxy's server.
+_REQUEST_DROP = frozenset({"host", "content-length", "cookie", "forwarded", "accept-encoding", "expect"})
 
 # Dropped from responses: the proxy re-streams a decoded body, and credential-bearing
 # headers never travel back to a sandbox. `www-authenticate` is a challenge, not a secret.

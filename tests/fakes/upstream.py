@@ -107,7 +107,8 @@ class FakeAnthropic:
                 continue
             for name, hval in rec.headers:
                 if value in hval or value in name:
-                    self._problem(rec, f"header {name!r} carries a forbidden value (a sandbox key?)")
+                    shown = "a header name" if value in name else f"header {name!r}"
+                    self._problem(rec, f"{shown} carries a forbidden value (a sandbox key?)")
             if value.encode() in rec.body:
                 self._problem(rec, "body carries a forbidden value (a sandbox key?)")
         if rec.header("x-api-key"):
@@ -184,7 +185,7 @@ class FakeAnthropic:
 
     def _headers(self) -> dict[str, str]:
         now = int(time.time())
-        headers = {
+        return {
             "request-id": f"req_fake_{len(self.requests)}",
             "anthropic-ratelimit-unified-status": "allowed",
             "anthropic-ratelimit-unified-5h-utilization": "0.25",
@@ -193,7 +194,6 @@ class FakeAnthropic:
             "anthropic-ratelimit-unified-7d-reset": str(now + 86400),
             "anthropic-ratelimit-unified-representative-claim": "five_hour",
         }
-        return headers
 
     def _json(self, doc: dict) -> web.Response:
         resp = web.json_response(doc, headers=self._headers())

@@ -95,6 +95,8 @@ def test_client_credentials_replaced_by_the_token(client):
         ("Forwarded", "for=10.0.0.1"),
         ("Proxy-Authorization", "Basic abc"),
         ("TE", "trailers"),
+        ("Accept-Encoding", "gzip, br"),
+        ("Expect", "100-continue"),
     ],
 )
 def test_dropped_request_headers(dropped):
