@@ -1,0 +1,105 @@
+"""Fixtures for end-to-end tests: real containers and network namespaces.
+
+- `dockerd` (session): a private Docker engine; `.env` for subprocesses, `.bridge_ip`,
+  `.run(image, argv, flags=...)`.
+- `probe_image`, `claude_image` (session): locally built image tags (busybox; Claude Code).
+- `netns_sandbox` (function): a namespace where `inference.local` is the host's veth address;
+  `.run(argv, env=...)`, `.host_ip`, `.sandbox_ip`.
+- `serve(host, text)`: a small HTTP server on the host, stopped after the test.
+
+Each gates itself with `require_root` / `require_tools`: skipped on a developer machine that
+lacks them, a failure in CI. The session's setup timings print at the end of the run.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterator
+
+import pytest
+
+from tests.e2e.infra.dockerd import DockerDaemon, DockerUnavailable
+from tests.e2e.infra.images import Built, ensure_claude_image, ensure_probe_image
+from tests.e2e.infra.netns import NetnsSandbox
+from tests.e2e.infra.servers import ThreadedServer, text_app
+from tests.support import require, require_root, require_tools
+
+_timings: list[str] = []
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/tests/e2e/" in str(item.path):
+            item.add_marker(pytest.mark.e2e)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    if _timings:
+        terminalreporter.write_sep("-", "e2e infrastructure")
+        for line in _timings:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def dockerd() -> Iterator[DockerDaemon]:
+    require_root()
+    require_tools("dockerd", "docker", "ip")
+    daemon = DockerDaemon()
+    try:
+        daemon.start()
+    except DockerUnavailable as exc:
+        require(False, str(exc))
+    _timings.append(f"dockerd ready in {daemon.startup_seconds:.2f}s (bridge {daemon.bridge_ip})")
+    try:
+        yield daemon
+    finally:
+        started = time.monotonic()
+        daemon.stop()
+        _timings.append(f"dockerd stopped and cleaned up in {time.monotonic() - started:.2f}s")
+
+
+def _image(name: str, build: Callable[[dict[str, str]], Built], daemon: DockerDaemon) -> str:
+    built = build(daemon.env)
+    how = "cached" if built.cached else "built"
+    _timings.append(f"{built.alias} ({built.tag}) {how} in {built.seconds:.2f}s")
+    return built.alias
+
+
+@pytest.fixture(scope="session")
+def probe_image(dockerd: DockerDaemon) -> str:
+    """busybox-static: sh, wget, timeout, nc. Use `timeout 5 wget -qO- URL` (`wget -T` crashes)."""
+    require_tools("busybox")
+    return _image("probe", ensure_probe_image, dockerd)
+
+
+@pytest.fixture(scope="session")
+def claude_image(dockerd: DockerDaemon) -> str:
+    """The real Claude Code CLI (`claude`), busybox, CA roots; runs as uid 1000, HOME=/home/sandbox."""
+    require_tools("claude", "busybox", "ldd")
+    return _image("claude", ensure_claude_image, dockerd)
+
+
+@pytest.fixture
+def netns_sandbox() -> Iterator[NetnsSandbox]:
+    require_root()
+    require_tools("ip")
+    box = NetnsSandbox.create()
+    try:
+        yield box
+    finally:
+        box.close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., ThreadedServer]]:
+    """`serve(host, text="...", port=0)` starts a marker server on the host; stopped after."""
+    servers: list[ThreadedServer] = []
+
+    def start(host: str, text: str = "hello from the host", port: int = 0) -> ThreadedServer:
+        server = ThreadedServer(text_app(text), host, port).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
