@@ -13,6 +13,7 @@ lacks them, a failure in CI. The session's setup timings print at the end of the
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Callable, Iterator
 
@@ -21,7 +22,8 @@ import pytest
 from tests.e2e.infra.dockerd import DockerDaemon, DockerUnavailable
 from tests.e2e.infra.images import Built, ensure_claude_image, ensure_probe_image
 from tests.e2e.infra.netns import NetnsSandbox
-from tests.e2e.infra.servers import ThreadedServer, text_app
+from tests.e2e.infra.servers import Marker, marker_app
+from tests.fakes.threaded import serve_in_thread
 from tests.support import require, require_root, require_tools
 
 _timings: list[str] = []
@@ -91,15 +93,13 @@ def netns_sandbox() -> Iterator[NetnsSandbox]:
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[..., ThreadedServer]]:
+def serve() -> Iterator[Callable[..., Marker]]:
     """`serve(host, text="...", port=0)` starts a marker server on the host; stopped after."""
-    servers: list[ThreadedServer] = []
+    with contextlib.ExitStack() as stack:
 
-    def start(host: str, text: str = "hello from the host", port: int = 0) -> ThreadedServer:
-        server = ThreadedServer(text_app(text), host, port).start()
-        servers.append(server)
-        return server
+        def start(host: str, text: str = "hello from the host", port: int = 0) -> Marker:
+            hosts: list[str] = []
+            url = stack.enter_context(serve_in_thread(marker_app(text, hosts), host, port))
+            return Marker(url, hosts)
 
-    yield start
-    for server in servers:
-        server.stop()
+        yield start

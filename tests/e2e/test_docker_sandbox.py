@@ -22,7 +22,7 @@ def test_container_reaches_server_on_bridge_address(dockerd: DockerDaemon, probe
     out = _fetch(dockerd, probe_image, server.port)
     assert out.returncode == 0, out.stderr
     assert out.stdout == "bridge says hi"
-    assert [s.host for s in server.seen] == [f"inference.local:{server.port}"]
+    assert server.hosts == [f"inference.local:{server.port}"]
 
 
 def test_container_cannot_reach_loopback_server(dockerd: DockerDaemon, probe_image: str, serve) -> None:
@@ -30,7 +30,7 @@ def test_container_cannot_reach_loopback_server(dockerd: DockerDaemon, probe_ima
     out = _fetch(dockerd, probe_image, server.port)
     assert out.returncode != 0
     assert "loopback only" not in out.stdout
-    assert server.seen == []
+    assert server.hosts == []
 
 
 def test_host_gateway_is_the_bridge_address(dockerd: DockerDaemon, probe_image: str) -> None:

@@ -24,7 +24,7 @@ def test_curl_reaches_server_on_veth_address(netns_sandbox: NetnsSandbox, serve)
     out = netns_sandbox.run([*CURL, f"http://inference.local:{server.port}/"])
     assert out.returncode == 0, out.stderr
     assert out.stdout == "veth says hi"
-    assert [s.host for s in server.seen] == [f"inference.local:{server.port}"]
+    assert server.hosts == [f"inference.local:{server.port}"]
 
 
 def test_curl_cannot_reach_loopback_server(netns_sandbox: NetnsSandbox, serve) -> None:
@@ -33,7 +33,7 @@ def test_curl_cannot_reach_loopback_server(netns_sandbox: NetnsSandbox, serve) -
     for url in (f"http://inference.local:{server.port}/", f"http://127.0.0.1:{server.port}/"):
         out = netns_sandbox.run([*CURL, url])
         assert out.returncode != 0 and out.stdout == "", url
-    assert server.seen == []
+    assert server.hosts == []
 
 
 def test_claude_code_runs_in_netns(netns_sandbox: NetnsSandbox, tmp_path) -> None:

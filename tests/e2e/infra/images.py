@@ -3,7 +3,7 @@
 `probe:latest` is busybox-static (wget, sh, timeout: a client nobody here wrote).
 `claude-code:latest` runs the real Claude Code CLI: npm's package ships a native glibc binary
 (no Node needed), so the image is that binary, the libraries `ldd` lists, busybox, CA roots
-and a HOME. Run `python -m tests.e2e.infra.images` to build them ahead of a test run.
+and a HOME. `python -m tests.e2e.infra.images` builds them ahead of a test run.
 """
 
 from __future__ import annotations
@@ -147,8 +147,16 @@ def ensure_claude_image(env: dict[str, str]) -> Built:
     return _ensure(env, "claude", "claude-code:latest", _digest("claude", *parts), build)
 
 
-if __name__ == "__main__":  # pragma: no cover - a convenience for warming a cache by hand
+def main() -> None:
+    """Build both images into the cached data-root (CI can warm it before the test run)."""
+    from tests.e2e.infra.dockerd import DockerDaemon
+
     logging.basicConfig(level=logging.INFO)
-    host_env = dict(os.environ)
-    for built in (ensure_probe_image(host_env), ensure_claude_image(host_env)):
-        print(f"{built.alias} = {built.tag} ({'cached' if built.cached else 'built'}, {built.seconds:.1f}s)")
+    with DockerDaemon() as daemon:
+        for built in (ensure_probe_image(daemon.env), ensure_claude_image(daemon.env)):
+            how = "cached" if built.cached else "built"
+            print(f"{built.alias} = {built.tag} ({how}, {built.seconds:.1f}s)")
+
+
+if __name__ == "__main__":
+    main()
