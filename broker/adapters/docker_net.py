@@ -75,13 +75,13 @@ Callback = Callable[[str], "Awaitable[None] | None"]
 
 
 async def watch_bridge(
-    callback: Callback,
+    callback: Callback | None = None,
     interval: float = 5.0,
     name: str = DEFAULT_BRIDGE,
     *,
     probe: Callable[[str], str | None] = bridge_gateway,
 ) -> str:
-    """Poll until bridge `name` has an address, call `callback(address)` once, return it.
+    """Poll until bridge `name` has an address, call `callback(address)` (if any), return it.
 
     Cancel the task to stop watching. The probe runs in a thread so a slow `ip` never
     stalls the loop.
@@ -90,7 +90,7 @@ async def watch_bridge(
         address = await asyncio.to_thread(probe, name)
         if address:
             log.info("docker bridge %s is up at %s", name, address)
-            result = callback(address)
+            result = callback(address) if callback else None
             if inspect.isawaitable(result):
                 await result
             return address

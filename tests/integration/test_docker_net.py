@@ -101,6 +101,12 @@ async def test_watch_bridge_fires_once_when_it_appears(bridge: tuple[str, str]) 
     assert result == address and seen == [address] and probes == 2
 
 
+async def test_watch_bridge_without_callback_returns_address(bridge: tuple[str, str]) -> None:
+    name, address = bridge
+    _create(name, address)
+    assert await asyncio.wait_for(docker_net.watch_bridge(name=name, interval=0.01), timeout=10) == address
+
+
 async def test_watch_bridge_can_be_cancelled(bridge: tuple[str, str]) -> None:
     name, _ = bridge
     task = asyncio.create_task(docker_net.watch_bridge(lambda _: None, interval=0.01, name=name))
