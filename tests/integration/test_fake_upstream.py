@@ -63,8 +63,7 @@ def sdk(url: str, **kw) -> anthropic.Anthropic:
 
 def test_sdk_message_count_tokens_and_models(sdk_env):
     fake = new_fake()
-    with serve_in_thread(fake.make_app) as url:
-        client = sdk(url)
+    with serve_in_thread(fake.make_app) as url, sdk(url) as client:
         reply = client.messages.create(**MESSAGE)
         tokens = client.messages.count_tokens(model=MODEL, messages=MESSAGE["messages"])
         models = client.models.list()
@@ -85,8 +84,8 @@ def test_sdk_message_count_tokens_and_models(sdk_env):
 
 def test_sdk_streaming(sdk_env):
     fake = new_fake(reply_text="one two three four", event_delay=0.001)
-    with serve_in_thread(fake.make_app) as url:
-        with sdk(url).messages.stream(**MESSAGE) as stream:
+    with serve_in_thread(fake.make_app) as url, sdk(url) as client:
+        with client.messages.stream(**MESSAGE) as stream:
             pieces = list(stream.text_stream)
             final = stream.get_final_message()
     assert pieces == ["one ", "two ", "three ", "four"]
@@ -99,8 +98,7 @@ def test_sdk_sees_injected_failures_then_recovers(sdk_env):
     fake = new_fake()
     fake.fail_next(529)
     fake.fail_next(429, body={"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}})
-    with serve_in_thread(fake.make_app) as url:
-        client = sdk(url)
+    with serve_in_thread(fake.make_app) as url, sdk(url) as client:
         with pytest.raises(anthropic.APIStatusError) as overloaded:
             client.messages.create(**MESSAGE)
         with pytest.raises(anthropic.RateLimitError) as limited:
@@ -120,9 +118,9 @@ def test_sdk_gate_holds_the_stream_between_first_and_last_event(sdk_env):
         gate_ready.set()
         return fake.make_app()
 
-    with serve_in_thread(app) as url:
+    with serve_in_thread(app) as url, sdk(url) as client:
         assert gate_ready.wait(5)
-        with sdk(url).messages.stream(**MESSAGE) as stream:
+        with client.messages.stream(**MESSAGE) as stream:
             texts = stream.text_stream
             assert next(texts) == "Hello "
             assert fake.streams_completed == 0 and fake.streams_open == 1
