@@ -179,6 +179,11 @@ class TokenManager:
             login, source, problems = await asyncio.to_thread(self._read_all)
             self._adopt_read(login, source, problems, trigger)
 
+    def load_now(self) -> None:
+        """Read the sources once, synchronously (for `status`/`doctor` with no broker running)."""
+        login, source, problems = self._read_all()
+        self._adopt_read(login, source, problems, "offline")
+
     def _adopt_read(self, login: OAuthLogin | None, source: CredentialSource | None,
                     problems: list[str], trigger: str) -> None:
         changed = False

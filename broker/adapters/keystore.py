@@ -1,0 +1,151 @@
+"""Sandbox keys and their usage counters, in one SQLite file (mode 0600).
+
+Only a SHA-256 of each key is stored: a key is shown once, when it is issued. The CLI and a
+running broker may both write; `changed()` (SQLite's data_version) lets the broker notice
+another process's revoke or pause on the very next request without re-reading every time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import time
+from pathlib import Path
+
+from broker.core.errors import BrokerError
+from broker.core.keys import generate_key, hash_key
+from broker.core.snapshot import SandboxInfo
+from broker.core.usage import Usage
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sandboxes (
+    name TEXT PRIMARY KEY,
+    key_hash TEXT NOT NULL,
+    created REAL NOT NULL,
+    last_used REAL,
+    requests INTEGER NOT NULL DEFAULT 0,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class SandboxError(BrokerError):
+    title = "Sandbox key"
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.fullmatch(name or ""):
+        raise SandboxError(f"bad sandbox name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return name
+
+
+class KeyStore:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
+        self._version: int | None = None
+        self._pending: dict[str, list[float]] = {}  # name -> [requests, input, output, last_used]
+
+    # -- connection
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)  # exists before SQLite opens it
+            os.close(fd)
+            os.chmod(self.path, 0o600)
+            db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=DELETE")
+            db.executescript(_SCHEMA)
+            self._db = db
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self.flush()
+            self._db.close()
+            self._db = None
+
+    def changed(self) -> bool:
+        """True when another process committed since the last call."""
+        version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        changed = self._version is not None and version != self._version
+        self._version = version
+        return changed
+
+    # -- keys
+    def add(self, name: str, now: float | None = None) -> str:
+        check_name(name)
+        key = generate_key()
+        try:
+            self.db.execute("INSERT INTO sandboxes (name, key_hash, created) VALUES (?, ?, ?)",
+                            (name, hash_key(key), now or time.time()))
+        except sqlite3.IntegrityError:
+            raise SandboxError(f"sandbox {name!r} already exists: `inference-broker sandbox rotate {name}` "
+                               "issues it a new key, `sandbox revoke` removes it") from None
+        return key
+
+    def rotate(self, name: str) -> str:
+        key = generate_key()
+        cur = self.db.execute("UPDATE sandboxes SET key_hash = ? WHERE name = ?", (hash_key(key), check_name(name)))
+        if cur.rowcount == 0:
+            raise SandboxError(f"no sandbox named {name!r} (`inference-broker sandbox add {name}` creates it)")
+        return key
+
+    def revoke(self, name: str) -> bool:
+        self._pending.pop(name, None)
+        return self.db.execute("DELETE FROM sandboxes WHERE name = ?", (name,)).rowcount > 0
+
+    def revoke_all(self) -> int:
+        self._pending.clear()
+        return self.db.execute("DELETE FROM sandboxes").rowcount
+
+    def hashes(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT name, key_hash FROM sandboxes"))
+
+    def list(self) -> list[SandboxInfo]:
+        rows = self.db.execute("SELECT name, created, last_used, requests, input_tokens, output_tokens "
+                               "FROM sandboxes ORDER BY name").fetchall()
+        out = []
+        for name, created, last_used, requests, inp, outp in rows:
+            p = self._pending.get(name)
+            if p:
+                requests, inp, outp = requests + int(p[0]), inp + int(p[1]), outp + int(p[2])
+                last_used = max(last_used or 0, p[3])
+            out.append(SandboxInfo(name, created, last_used, requests, inp, outp))
+        return out
+
+    # -- pause
+    def paused(self) -> bool:
+        row = self.db.execute("SELECT value FROM settings WHERE key = 'paused'").fetchone()
+        return bool(row and row[0] == "1")
+
+    def set_paused(self, paused: bool) -> None:
+        self.db.execute("INSERT INTO settings (key, value) VALUES ('paused', ?) "
+                        "ON CONFLICT(key) DO UPDATE SET value = excluded.value", ("1" if paused else "0",))
+
+    # -- usage: counted in memory per request, written in batches
+    def record_use(self, name: str, when: float, usage: Usage | None) -> None:
+        p = self._pending.setdefault(name, [0, 0, 0, 0.0])
+        p[0] += 1
+        if usage is not None:
+            p[1] += usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
+            p[2] += usage.output_tokens
+        p[3] = max(p[3], when)
+
+    def flush(self) -> None:
+        if not self._pending or self._db is None:
+            return
+        pending, self._pending = self._pending, {}
+        with self._db:
+            self._db.execute("BEGIN")
+            for name, (req, inp, outp, last) in pending.items():
+                self._db.execute(
+                    "UPDATE sandboxes SET requests = requests + ?, input_tokens = input_tokens + ?, "
+                    "output_tokens = output_tokens + ?, last_used = max(coalesce(last_used, 0), ?) WHERE name = ?",
+                    (int(req), int(inp), int(outp), last, name))

@@ -1,0 +1,32 @@
+"""What the subcommands share: loading config, talking to a running broker."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from broker.adapters import control
+from broker.core.config import Config, load_config
+from broker.core.errors import BrokerNotRunning
+
+
+def config_of(args: argparse.Namespace) -> Config:
+    return load_config(Path(args.config).expanduser() if getattr(args, "config", None) else None)
+
+
+def ask(config: Config, payload: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+    """One control request to the running broker (raises BrokerNotRunning if there is none)."""
+    return control.request(config.control_socket, payload, timeout)
+
+
+def ask_or_none(config: Config, payload: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        return ask(config, payload)
+    except BrokerNotRunning:
+        return None
+
+
+def quiet_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,20 @@
+"""`inference-broker refresh`: refresh the token now, in the running broker."""
+
+from __future__ import annotations
+
+import argparse
+
+from broker.cli.common import ask, config_of
+from broker.cli.status_cmd import render
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("refresh", help="refresh the subscription token now")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    reply = ask(config_of(args), {"op": "perform", "action": "refresh"}, timeout=120)
+    status = {"running": True, **reply["status"]}
+    print(render(status).splitlines()[1])
+    return 0 if status["token"]["state"] in ("valid", "expiring") else 1

@@ -1,0 +1,138 @@
+"""Sandbox keys: `sandbox add|list|rotate|revoke`, and `revoke --all`, `pause`, `resume`.
+
+Through the running broker when there is one (so revocation ends streams in flight at once),
+straight in the key store otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from broker.adapters.keystore import KeyStore
+from broker.cli.common import ask_or_none, config_of
+from broker.core.config import Config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sandbox", help="issue, list, rotate and revoke sandbox keys")
+    s = p.add_subparsers(dest="sandbox_command", metavar="ACTION", required=True)
+    a = s.add_parser("add", help="issue a key for a new sandbox (printed once)")
+    a.add_argument("name")
+    a.set_defaults(func=add)
+    r = s.add_parser("rotate", help="replace a sandbox's key (the old one stops working)")
+    r.add_argument("name")
+    r.set_defaults(func=rotate)
+    ls = s.add_parser("list", help="sandboxes with their use")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=list_)
+    rv = s.add_parser("revoke", help="revoke one sandbox's key")
+    rv.add_argument("name", nargs="?")
+    rv.add_argument("--all", action="store_true", help="revoke every sandbox key")
+    rv.set_defaults(func=revoke)
+
+    top = sub.add_parser("revoke", help="revoke a sandbox's key, or --all")
+    top.add_argument("name", nargs="?")
+    top.add_argument("--all", action="store_true", help="revoke every sandbox key")
+    top.set_defaults(func=revoke)
+    sub.add_parser("pause", help="turn all sandbox access off (keys are kept)").set_defaults(func=pause)
+    sub.add_parser("resume", help="turn sandbox access back on").set_defaults(func=resume)
+
+
+def issue(config: Config, name: str, rotate: bool = False) -> str:
+    """A new key for `name` (created, or rotated), through the broker if it runs."""
+    reply = ask_or_none(config, {"op": "sandbox_rotate" if rotate else "sandbox_add", "name": name})
+    if reply is not None:
+        return reply["key"]
+    store = KeyStore(config.state_dir / "broker.db")
+    try:
+        return store.rotate(name) if rotate else store.add(name)
+    finally:
+        store.close()
+
+
+def add(args: argparse.Namespace) -> int:
+    key = issue(config_of(args), args.name)
+    print(key)
+    print(f"sandbox {args.name!r} created. This key is shown once; give it to the sandbox as "
+          "ANTHROPIC_API_KEY (see `inference-broker docker-args`).", file=sys.stderr)
+    return 0
+
+
+def rotate(args: argparse.Namespace) -> int:
+    key = issue(config_of(args), args.name, rotate=True)
+    print(key)
+    print(f"sandbox {args.name!r} has a new key; the old one no longer works.", file=sys.stderr)
+    return 0
+
+
+def list_(args: argparse.Namespace) -> int:
+    config = config_of(args)
+    reply = ask_or_none(config, {"op": "sandbox_list"})
+    if reply is not None:
+        rows = reply["sandboxes"]
+    else:
+        store = KeyStore(config.state_dir / "broker.db")
+        try:
+            rows = [s.to_json() for s in store.list()]
+        finally:
+            store.close()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no sandboxes (`inference-broker sandbox add NAME` issues a key)")
+    for r in rows:
+        print(f"{r['name']:<24} created {r['created']}  last used {r['last_used'] or 'never':<25} "
+              f"{r['requests']} requests, {r['input_tokens']} in / {r['output_tokens']} out tokens")
+    return 0
+
+
+def _perform(config: Config, action: str, arg: str | None = None) -> bool:
+    payload = {"op": "perform", "action": action}
+    if arg is not None:
+        payload["arg"] = arg
+    return ask_or_none(config, payload) is not None
+
+
+def revoke(args: argparse.Namespace) -> int:
+    config = config_of(args)
+    if args.all == bool(args.name):
+        print("name one sandbox, or --all", file=sys.stderr)
+        return 2
+    if _perform(config, "revoke_all" if args.all else "revoke_sandbox", None if args.all else args.name):
+        print("revoked" + (" every sandbox key" if args.all else f" {args.name}"))
+        return 0
+    store = KeyStore(config.state_dir / "broker.db")
+    try:
+        if args.all:
+            print(f"revoked {store.revoke_all()} sandbox key(s)")
+        elif store.revoke(args.name):
+            print(f"revoked {args.name}")
+        else:
+            print(f"no sandbox named {args.name!r}", file=sys.stderr)
+            return 1
+    finally:
+        store.close()
+    return 0
+
+
+def _set_paused(args: argparse.Namespace, paused: bool) -> int:
+    config = config_of(args)
+    if not _perform(config, "pause" if paused else "resume"):
+        store = KeyStore(config.state_dir / "broker.db")
+        try:
+            store.set_paused(paused)
+        finally:
+            store.close()
+    print("sandbox access paused" if paused else "sandbox access resumed")
+    return 0
+
+
+def pause(args: argparse.Namespace) -> int:
+    return _set_paused(args, True)
+
+
+def resume(args: argparse.Namespace) -> int:
+    return _set_paused(args, False)

@@ -1,0 +1,83 @@
+"""`inference-broker status [--json]`: the token, the proxy and the sandboxes, in words."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from broker.cli.common import ask_or_none, config_of
+from broker.core.config import Config
+from broker.core.policy import duration_words
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="show the token state, the proxy and the sandboxes")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=main)
+
+
+def offline_status(config: Config) -> dict[str, Any]:
+    """What a broker would see now, when none is running: read the login ourselves."""
+    from broker.adapters.keystore import KeyStore
+    from broker.core.profiles import find_profile
+    from broker.sources import build_sources
+    from broker.tokens import TokenManager
+
+    profile = find_profile(config.provider, config.profile_dirs)
+    tokens = TokenManager(build_sources(config, profile), None, config.refresh,
+                          login_hint=profile.login_hint or "run `claude /login` on the host")
+    tokens.load_now()
+    token = tokens.status()
+    store = KeyStore(config.state_dir / "broker.db")
+    try:
+        sandboxes = [s.to_json() for s in store.list()]
+        paused = store.paused()
+    finally:
+        store.close()
+    return {
+        "running": False,
+        "provider": profile.name,
+        "token": token.to_json(),
+        "refresh": {"mode": token.mode},
+        "listen": [],
+        "proxy": {"listen": [], "paused": paused, "requests_today": 0, "active_streams": 0},
+        "sandboxes": sandboxes,
+    }
+
+
+def main(args: argparse.Namespace) -> int:
+    config = config_of(args)
+    reply = ask_or_none(config, {"op": "status"})
+    status = {"running": True, **reply["status"]} if reply else offline_status(config)
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        print(render(status))
+    return 0
+
+
+def render(st: dict[str, Any]) -> str:
+    t = st["token"]
+    lines = [f"broker:   {'running' if st['running'] else 'not running (start it with `inference-broker run`)'}"
+             f" — provider {st['provider']}"]
+    plan = f" ({t['subscription_type']} plan)" if t.get("subscription_type") else ""
+    lines.append(f"token:    {t['state']}{plan}: {t['reason']}")
+    if t.get("source"):
+        lines.append(f"          from {t['source']}, fingerprint {t.get('fingerprint') or '-'}, "
+                     f"refresh mode {st['refresh']['mode']}")
+    if t.get("expires_at"):
+        lines.append(f"          expires {t['expires_at']}; last refresh {t.get('last_refresh') or 'never (by this broker)'}")
+    p = st["proxy"]
+    if st["running"]:
+        addrs = ", ".join(f"http://{a}" for a in p["listen"]) or "nowhere"
+        lines.append(f"proxy:    {'PAUSED' if p['paused'] else 'serving'} on {addrs}; "
+                     f"{p['requests_today']} request(s) today, {p['active_streams']} in flight")
+    elif p["paused"]:
+        lines.append("proxy:    access is paused (`inference-broker resume`)")
+    sbs = st["sandboxes"]
+    lines.append(f"sandboxes: {len(sbs) or 'none — `inference-broker sandbox add NAME` issues a key'}")
+    for s in sbs:
+        lines.append(f"  {s['name']:<20} {s['requests']:>6} requests, last used {s['last_used'] or 'never'}")
+    return "\n".join(lines)
