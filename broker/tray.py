@@ -1,0 +1,286 @@
+"""The tray icon: a thin pystray view over the service.
+
+Threads: pystray owns the main thread (macOS requires it); the service lives on an asyncio
+loop in a worker thread. Menu callbacks only schedule work on that loop; the service calls
+back on its loop thread with each new snapshot, and the tray redraws icon, tooltip and menu
+from the pure model in `broker.core.menu`. pystray is imported lazily, because importing it
+without a display raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from broker.core.actions import Action
+from broker.core.menu import MenuEntry, build_menu, icon_state, tooltip
+from broker.core.notify import baseline, notification
+from broker.core.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "inference-broker"
+RERENDER_SECONDS = 30.0  # "valid for 5 h 12 min" stays true to the minute between state changes
+POLL_SECONDS = 0.5  # how soon the tray notices that the service's loop has stopped
+FACE_LOCAL = {Action.COPY_DOCKER_FLAGS, Action.OPEN_AUDIT_LOG, Action.OPEN_CONFIG}
+MENU_BACKENDS = ("appindicator", "gtk", "darwin", "win32")  # xorg draws an icon with no menu
+
+# (command, args) that read the clipboard's new text on stdin, in order of preference.
+CLIPBOARD_TOOLS = (
+    ("wl-copy", ()),
+    ("xclip", ("-selection", "clipboard")),
+    ("xsel", ("--clipboard", "--input")),
+    ("pbcopy", ()),
+    ("clip", ()),
+)
+
+
+def _import_pystray() -> ModuleType:
+    import pystray  # noqa: PLC0415 - lazy: raises without a display
+
+    return pystray
+
+
+def backend_name(pystray: ModuleType) -> str:
+    return pystray.Icon.__module__.rsplit(".", 1)[-1].lstrip("_")
+
+
+def display_available(env: Mapping[str, str] | None = None, platform: str | None = None) -> tuple[bool, str]:
+    """Whether a tray icon can be shown here, and why not when it can't.
+
+    pystray tries PYSTRAY_BACKEND if set, else appindicator, then gtk (both give a real
+    menu), then xorg; we report which one it found.
+    """
+    env = os.environ if env is None else env
+    platform = sys.platform if platform is None else platform
+    if platform not in ("darwin", "win32") and not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")):
+        return False, "no DISPLAY or WAYLAND_DISPLAY, so no tray"
+    try:
+        pystray = _import_pystray()
+    except Exception as exc:  # pystray raises Xlib, ImportError, ValueError, ...
+        return False, f"no tray backend could start ({type(exc).__name__}: {exc})"
+    name = backend_name(pystray)
+    if name in ("dummy", "base"):  # the dummy backend's Icon is the abstract base class
+        return False, "the dummy tray backend shows no icon"
+    return True, f"tray backend: {name}"
+
+
+# -- desktop helpers for face-local actions ----------------------------------------------
+
+
+def copy_to_clipboard(text: str, which: Callable[[str], str | None] = shutil.which) -> str | None:
+    """Put `text` on the clipboard with the first tool found; returns its name or None."""
+    for tool, args in CLIPBOARD_TOOLS:
+        path = which(tool)
+        if not path:
+            continue
+        # Output to DEVNULL: xclip stays in the background serving the selection, and would
+        # hold a captured pipe open forever.
+        result = subprocess.run(
+            [path, *args], input=text.encode(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10
+        )
+        if result.returncode == 0:
+            return tool
+        log.warning("%s could not set the clipboard (exit %s)", tool, result.returncode)
+    return None
+
+
+def open_path(path: Path) -> None:
+    """Open a file with the desktop's default application."""
+    if sys.platform == "win32":
+        os.startfile(path)  # type: ignore[attr-defined]  # noqa: S606
+        return
+    opener = "open" if sys.platform == "darwin" else "xdg-open"
+    subprocess.run([opener, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+
+
+# -- the icon ----------------------------------------------------------------------------
+
+
+class Tray:
+    """One tray icon bound to one service. Build it on the main thread, then `run()`."""
+
+    def __init__(self, service: Any, loop: asyncio.AbstractEventLoop, shutdown: Callable[[], None], pystray: ModuleType) -> None:
+        self.service = service
+        self.loop = loop
+        self.shutdown = shutdown
+        self.pystray = pystray
+        self._lock = threading.Lock()
+        self._entries: tuple[MenuEntry, ...] | None = None
+        self._state: str | None = None
+        self._settled: Snapshot | None = None
+        self._stopped = threading.Event()
+        self._shown = False
+        snap = self._call_on_loop(service.snapshot)
+        self.icon = pystray.Icon(APP_NAME, title=tooltip(snap))
+        self.render(snap)
+
+    # Service -> tray (called on the loop thread) ---------------------------------------
+
+    def render(self, snap: Snapshot) -> None:
+        """Bring icon, tooltip and menu up to date with `snap`; notify if it's news."""
+        from broker.icons import icon_image  # noqa: PLC0415 - pillow only when a tray runs
+
+        with self._lock:
+            state = icon_state(snap)
+            if state != self._state:
+                self.icon.icon = icon_image(state)
+                self._state = state
+            self.icon.title = tooltip(snap)
+            entries = build_menu(snap)
+            if entries != self._entries:
+                self._entries = entries
+                self.icon.menu = self._menu(entries)  # the setter calls update_menu()
+            news = notification(self._settled, snap)
+            self._settled = baseline(self._settled, snap)
+        if news and self.icon.HAS_NOTIFICATION:
+            title, message = news
+            try:
+                self.icon.notify(message, title)
+            except Exception:  # no notification daemon: the icon already says it
+                log.debug("notification not shown", exc_info=True)
+
+    # Tray -> service (called on the tray's thread) -------------------------------------
+
+    def _menu(self, entries: tuple[MenuEntry, ...]) -> Any:
+        pystray = self.pystray
+        items = []
+        for entry in entries:
+            if entry.separator:
+                items.append(pystray.Menu.SEPARATOR)
+            elif entry.submenu:
+                items.append(pystray.MenuItem(entry.label, self._menu(entry.submenu), enabled=entry.enabled))
+            else:
+                checked = None if entry.checked is None else (lambda _item, c=entry.checked: c)
+                items.append(
+                    pystray.MenuItem(
+                        entry.label,
+                        self._callback(entry) if entry.action else None,
+                        checked=checked,
+                        enabled=entry.enabled and entry.action is not None,
+                        default=entry.default,
+                    )
+                )
+        return pystray.Menu(*items)
+
+    def _callback(self, entry: MenuEntry) -> Callable[[], None]:
+        action, arg = entry.action, entry.arg
+
+        def clicked() -> None:
+            log.debug("menu: %s %s", action.value, arg or "")
+            if action == Action.QUIT:
+                self.stop()
+            elif action in FACE_LOCAL:
+                self._submit(self._face_local(action))
+            else:
+                self._submit(self.service.perform(action, arg))
+
+        return clicked
+
+    def _submit(self, coro: Any) -> None:
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        future.add_done_callback(self._report)
+
+    def _report(self, future: Any) -> None:
+        exc = future.exception()
+        if exc is None:
+            return
+        title = getattr(exc, "title", "inference-broker")
+        log.warning("%s: %s", title, exc)
+        if self.icon.HAS_NOTIFICATION:
+            try:
+                self.icon.notify(str(exc), title)
+            except Exception:
+                log.debug("notification not shown", exc_info=True)
+
+    async def _face_local(self, action: Action) -> None:
+        """Desktop chores: read what's needed on the loop, do the blocking part in a thread."""
+        if action == Action.COPY_DOCKER_FLAGS:
+            flags = self.service.docker_run_flags()
+            tool = await asyncio.to_thread(copy_to_clipboard, flags)
+            if tool:
+                log.info("docker run flags copied to the clipboard (%s)", tool)
+            else:
+                log.info("no clipboard tool; docker run flags: %s", flags)
+                if self.icon.HAS_NOTIFICATION:
+                    self.icon.notify(flags, "docker run flags")
+            return
+        paths = self.service.paths
+        path = paths.audit_log if action == Action.OPEN_AUDIT_LOG else paths.config_file
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path} does not exist yet")
+        await asyncio.to_thread(open_path, Path(path))
+
+    # Lifecycle -------------------------------------------------------------------------
+
+    def _call_on_loop(self, fn: Callable[[], Any]) -> Any:
+        async def call() -> Any:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(timeout=30)
+
+    def _on_snapshot(self, snap: Snapshot) -> None:
+        try:
+            self.render(snap)
+        except Exception:
+            log.exception("tray could not show the new state")
+
+    def _watch(self, icon: Any) -> None:
+        """pystray's setup thread: show the icon, then keep the words fresh and notice when
+        the service's loop has gone (the broker was stopped some other way)."""
+        icon.visible = True
+        self._shown = True
+        log.info("tray icon shown (%s backend)", backend_name(self.pystray))
+        waited = 0.0
+        while not self._stopped.wait(POLL_SECONDS):
+            if not self.loop.is_running():
+                log.info("service loop ended; closing the tray")
+                self.stop()
+                return
+            waited += POLL_SECONDS
+            if waited >= RERENDER_SECONDS:
+                waited = 0.0
+                try:
+                    self.loop.call_soon_threadsafe(lambda: self._on_snapshot(self.service.snapshot()))
+                except RuntimeError:  # the loop closed between the check and the call
+                    pass
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.icon.stop()
+
+    def run(self) -> None:
+        """Block on the main thread until Quit (or the service ends), then shut down."""
+        unsubscribe = self._call_on_loop(lambda: self.service.subscribe(self._on_snapshot))
+        try:
+            self.icon.run(setup=self._watch)
+        except Exception as exc:
+            # The gtk backends clear notifications on exit over D-Bus, which fails on a
+            # desktop without a notification daemon: after a Quit that is harmless.
+            if self._stopped.is_set() and self._shown:
+                log.debug("tray loop ended with an error", exc_info=True)
+            else:
+                log.error("the tray stopped: %s: %s", type(exc).__name__, exc)
+        finally:
+            self._stopped.set()
+            if self.loop.is_running():
+                self.loop.call_soon_threadsafe(unsubscribe)
+            self.shutdown()
+
+
+def run_tray(service: Any, loop: asyncio.AbstractEventLoop, shutdown: Callable[[], None]) -> None:
+    """Show the tray for `service` (whose loop runs in another thread) until the user quits."""
+    pystray = _import_pystray()
+    backend = backend_name(pystray)
+    if backend not in MENU_BACKENDS:
+        log.warning("tray backend %s has no menu; install python3-gi and AppIndicator for one", backend)
+    Tray(service, loop, shutdown, pystray).run()

@@ -1,0 +1,345 @@
+"""The real tray under a virtual X display, driven with real clicks.
+
+Xvfb, a private session bus and a tray host (trayer) stand in for a desktop. The first test
+runs the tray glue (`broker.tray.run_tray`) over a small in-test service on a real asyncio
+loop thread, exactly as `broker.app` runs it, so every menu click can be checked against
+the action it sends. The second runs the real `inference-broker run` and proves the clicks
+change the broker's state through its own CLI.
+
+Run as a script (`python test_tray_xvfb.py stand-in`), this module is that stand-in
+service's process: it prints each action it receives and takes state changes on stdin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+
+from broker.core.actions import Action  # noqa: E402
+from broker.core.menu import MenuEntry, build_menu  # noqa: E402
+from broker.core.snapshot import VALID, ProxyStatus, SandboxInfo, Snapshot, TokenStatus  # noqa: E402
+
+ARTIFACTS = ROOT / "test-artifacts"
+APP_CLASS = "inference-broker"  # the icon window's WM_CLASS: pystray's icon name
+
+
+def selectable_from_bottom(entries: tuple[MenuEntry, ...], action: Action | None = None, label: str | None = None) -> int:
+    """How many Up presses from a fresh menu select the entry: keyboard navigation skips
+    separators and disabled lines, and the first Up lands on the last item."""
+    selectable = [e for e in entries if not e.separator and e.enabled]
+    for n, entry in enumerate(reversed(selectable), start=1):
+        if (action is not None and entry.action == action) or (label is not None and entry.label.startswith(label)):
+            return n
+    raise LookupError(action or label)
+
+
+def shape(*, sandboxes: int = 1, paused: bool = False, autostart: bool = False) -> tuple[MenuEntry, ...]:
+    """A menu with the same enabled items as the one on screen (the words don't matter)."""
+    return build_menu(
+        Snapshot(
+            now=0,
+            token=TokenStatus(state=VALID),
+            proxy=ProxyStatus(paused=paused),
+            sandboxes=tuple(SandboxInfo(name=f"s{i}", created=0) for i in range(sandboxes)),
+            autostart=autostart,
+        )
+    )
+
+
+# -- the stand-in service (runs in its own process, under the test's display) ------------
+
+
+@dataclasses.dataclass
+class StandInPaths:
+    config_file: Path
+    audit_log: Path
+    state_dir: Path
+
+
+class StandInService:
+    """The Service interface `run_tray` uses, with state that follows the actions it gets."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, state_dir: Path) -> None:
+        self.loop = loop
+        now = time.time()
+        self.paths = StandInPaths(state_dir / "config.yaml", state_dir / "audit.log", state_dir)
+        self._subscribers: list[Callable[[Snapshot], None]] = []
+        self._snap = Snapshot(
+            now=now,
+            token=TokenStatus(state=VALID, reason="", expires_at=now + 5 * 3600 + 12 * 60 + 30,
+                              last_refresh=now - 600, subscription_type="max"),
+            proxy=ProxyStatus(listen=("127.0.0.1:41235", "172.17.0.1:41236"), requests_today=7),
+            sandboxes=(SandboxInfo("alpha", now - 86400, now - 300, 5), SandboxInfo("beta", now - 3600, None, 0)),
+        )
+
+    def snapshot(self) -> Snapshot:
+        return dataclasses.replace(self._snap, now=time.time())
+
+    def subscribe(self, callback: Callable[[Snapshot], None]) -> Callable[[], None]:
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    def docker_run_flags(self) -> str:
+        return "--add-host inference.local:host-gateway -e ANTHROPIC_BASE_URL=http://inference.local:41236 -e ANTHROPIC_API_KEY"
+
+    def change(self, **kw) -> None:  # on the loop thread
+        if "token_state" in kw:
+            kw["token"] = dataclasses.replace(self._snap.token, state=kw.pop("token_state"), reason="stand-in says so")
+        self._snap = dataclasses.replace(self._snap, **kw)
+        for callback in list(self._subscribers):
+            callback(self.snapshot())
+
+    async def perform(self, action: Action, arg: str | None = None) -> None:
+        print(f"perform {action.value} {arg or '-'}", flush=True)
+        if action == Action.PAUSE:
+            self.change(proxy=dataclasses.replace(self._snap.proxy, paused=True))
+        elif action == Action.RESUME:
+            self.change(proxy=dataclasses.replace(self._snap.proxy, paused=False))
+        elif action == Action.REVOKE_SANDBOX:
+            self.change(sandboxes=tuple(s for s in self._snap.sandboxes if s.name != arg))
+        elif action == Action.REVOKE_ALL:
+            self.change(sandboxes=())
+        elif action == Action.SET_AUTOSTART:
+            self.change(autostart=arg == "on")
+        elif action == Action.REFRESH:
+            self.change(token=dataclasses.replace(self._snap.token, last_refresh=time.time()))
+
+
+def stand_in_main(state_dir: Path) -> int:
+    """Run the tray over a stand-in service the way broker.app does: loop in a worker thread,
+    tray on the main thread. stdin lines `token STATE` / `paused 0|1` change the state."""
+    import logging
+
+    from broker.tray import display_available, run_tray
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    ok, why = display_available()
+    print(f"display {ok} {why}", flush=True)
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    service = StandInService(loop, state_dir)
+
+    def read_stdin() -> None:
+        for line in sys.stdin:
+            what, _, value = line.strip().partition(" ")
+            if what == "token":
+                loop.call_soon_threadsafe(lambda v=value: service.change(token_state=v))
+            elif what == "paused":
+                loop.call_soon_threadsafe(
+                    lambda v=value: service.change(proxy=dataclasses.replace(service._snap.proxy, paused=v == "1")))
+
+    threading.Thread(target=read_stdin, daemon=True).start()
+
+    def shutdown() -> None:
+        print("shutdown", flush=True)
+        loop.call_soon_threadsafe(loop.stop)
+
+    print("ready", flush=True)
+    run_tray(service, loop, shutdown)
+    print("tray returned", flush=True)
+    return 0
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["stand-in"]:
+    raise SystemExit(stand_in_main(Path(sys.argv[2])))
+
+
+# -- tests --------------------------------------------------------------------------------
+
+from tests.integration.xdesktop import IMPORT, TOOLS, MenuDriver, Window, XDesktop, wait_for, x_desktop  # noqa: E402
+from tests.support import require, require_tools  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+
+def _gtk_tray_importable() -> bool:
+    probe = "import gi; gi.require_version('Gtk', '3.0'); gi.require_version('AyatanaAppIndicator3', '0.1')"
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def desktop() -> Iterator[XDesktop]:
+    require_tools(*TOOLS)
+    require(os.path.exists(IMPORT), f"imagemagick's {IMPORT} is missing")
+    require(_gtk_tray_importable(), "python3-gi with Gtk 3 and AyatanaAppIndicator3 (venv needs system site packages)")
+    with x_desktop() as d:
+        yield d
+
+
+class Lines:
+    """A child's stdout, line by line, readable with a timeout."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.q: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._pump, args=(proc,), daemon=True).start()
+
+    def _pump(self, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            self.q.put(line.rstrip("\n"))
+
+    def expect(self, text: str, timeout: float = 10) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.q.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no {text!r} within {timeout} s; saw {self.seen}") from None
+            self.seen.append(line)
+            if text in line:
+                return line
+
+
+def docked_icon(d: XDesktop) -> Window | None:
+    """The broker's icon window, if it sits inside trayer's panel."""
+    tree = d.tree()
+    for line in tree.splitlines():
+        if f'"{APP_CLASS}"' in line.split(":", 1)[-1][:80] and "(" in line:
+            wid = line.split()[0]
+            for w in d.windows():
+                if w.id == wid:
+                    panel = next(p for p in d.windows() if p.name == "panel")
+                    inside = panel.x <= w.x < panel.x + panel.w and panel.y <= w.y < panel.y + panel.h
+                    return w if inside and w.depth > 1 else None
+    return None
+
+
+def icon_colour(d: XDesktop, icon: Window) -> tuple[int, int, int]:
+    """The badge's colour, sampled beside the glyph."""
+    return d.grab().getpixel((icon.x + icon.w // 2 - icon.h // 3 + 1, icon.y + icon.h // 2))
+
+
+def dominant(rgb: tuple[int, int, int]) -> str:
+    r, g, b = rgb
+    if max(rgb) - min(rgb) < 40:
+        return "grey"
+    if r > 180 and g < 100:
+        return "red"
+    if g > r and g > b:
+        return "green"
+    if b > r and b > g:
+        return "blue"
+    if r > 180 and g > 120:
+        return "amber"
+    return "grey"
+
+
+def test_tray_glue_over_a_stand_in_service(desktop: XDesktop, tmp_path: Path) -> None:
+    env = {**desktop.env, "PYTHONPATH": str(ROOT)}
+    env.pop("PYSTRAY_BACKEND", None)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "stand-in", str(tmp_path)],
+        env=env, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    out = Lines(proc)
+    try:
+        assert "display True tray backend: appindicator" in out.expect("display")
+        out.expect("ready")
+        icon = wait_for(lambda: docked_icon(desktop), 10, "the icon to dock in the tray")
+        wait_for(lambda: dominant(icon_colour(desktop, icon)) == "green", 5, "the healthy (green) icon")
+        menus = MenuDriver(desktop, icon)
+
+        menu = menus.open()
+        shot = desktop.screenshot(ARTIFACTS / "tray-stand-in-menu.png")
+        print(f"\nscreenshot: {shot}")
+        entries = shape(sandboxes=2)
+
+        # Pause access -> the service gets PAUSE, and the icon turns grey within a second.
+        band = menus.select(menu, "Up", selectable_from_bottom(entries, Action.PAUSE))
+        menus.click_selected(menu, band)
+        assert out.expect("perform") == "perform pause -"
+        wait_for(lambda: dominant(icon_colour(desktop, icon)) == "grey", 1.5, "the paused (grey) icon")
+
+        # The rebuilt menu now offers Resume where Pause was.
+        menu = menus.open()
+        band = menus.select(menu, "Up", selectable_from_bottom(shape(sandboxes=2, paused=True), Action.RESUME))
+        menus.click_selected(menu, band)
+        assert out.expect("perform") == "perform resume -"
+
+        # Sandboxes > alpha > Revoke alpha.
+        menu = menus.open()
+        band = menus.select(menu, "Up", selectable_from_bottom(entries, label="Sandboxes"))
+        sandboxes = menus.open_submenu(menu, band)
+        band = menus.select(sandboxes, "Right", 1)
+        alpha = menus.open_submenu(sandboxes, band)
+        band = menus.select(alpha, "Right", 1)
+        desktop.screenshot(ARTIFACTS / "tray-stand-in-revoke.png")
+        menus.click_selected(alpha, band)
+        assert out.expect("perform") == "perform revoke_sandbox alpha"
+
+        # Refresh token now, and the Launch at login checkbox.
+        entries = shape(sandboxes=1)
+        for action, expected in [(Action.REFRESH, "perform refresh -"), (Action.SET_AUTOSTART, "perform set_autostart on")]:
+            menu = menus.open()
+            band = menus.select(menu, "Up", selectable_from_bottom(entries, action))
+            menus.click_selected(menu, band)
+            assert out.expect("perform") == expected
+        entries = shape(sandboxes=1, autostart=True)
+        menu = menus.open()
+        band = menus.select(menu, "Up", selectable_from_bottom(entries, Action.SET_AUTOSTART))
+        menus.click_selected(menu, band)
+        assert out.expect("perform") == "perform set_autostart off"
+
+        # State pushed by the service shows within a second: the login is lost -> red.
+        proc.stdin.write("token signed_out\n")
+        proc.stdin.flush()
+        wait_for(lambda: dominant(icon_colour(desktop, icon)) == "red", 1.5, "the signed-out (red) icon")
+        menu = menus.open()
+        desktop.screenshot(ARTIFACTS / "tray-stand-in-signed-out.png")
+        menus.close()
+
+        # Quit ends the tray and calls shutdown.
+        menu = menus.open()
+        band = menus.select(menu, "Up", 1)
+        menus.click_selected(menu, band)
+        out.expect("shutdown")
+        out.expect("tray returned")
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+# -- no display: the broker must fall back to headless, with one reason -------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "platform", "ok"),
+    [({}, "linux", False), ({"DISPLAY": ""}, "linux", False), ({"WAYLAND_DISPLAY": ""}, "freebsd13", False)],
+)
+def test_no_display_means_no_tray(env: dict[str, str], platform: str, ok: bool) -> None:
+    from broker.tray import display_available
+
+    assert display_available(env, platform) == (ok, "no DISPLAY or WAYLAND_DISPLAY, so no tray")
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "False no DISPLAY or WAYLAND_DISPLAY, so no tray"),
+        ({"DISPLAY": ":9", "PYSTRAY_BACKEND": "dummy"}, "False the dummy tray backend shows no icon"),
+        ({"DISPLAY": ":9", "PYSTRAY_BACKEND": "nosuch"}, "False no tray backend could start (ImportError: unknown backend: 'nosuch')"),
+    ],
+)
+def test_importing_the_tray_needs_no_display(env: dict[str, str], expected: str) -> None:
+    clean = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "PYSTRAY_BACKEND")}
+    code = "from broker.tray import display_available; ok, why = display_available(); print(ok, why)"
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == expected

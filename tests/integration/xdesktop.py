@@ -1,0 +1,245 @@
+"""A private X desktop for tray tests: Xvfb, a session D-Bus, a tray host, and xdotool.
+
+Everything runs on a display number Xvfb picks itself (`-displayfd`) and a bus of its own,
+so tests never touch a real desktop and can run side by side. Processes are stopped by
+their own pids.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+TOOLS = ("Xvfb", "trayer", "xdotool", "xwininfo", "dbus-daemon")
+IMPORT = "/usr/bin/import"  # imagemagick's, not a stub earlier on PATH
+SCREEN = (1024, 768)
+TRAY_HEIGHT = 32
+
+
+@dataclass(frozen=True)
+class Window:
+    id: str
+    name: str
+    x: int
+    y: int
+    w: int
+    h: int
+    depth: int  # nesting in the tree: 1 = child of the root
+
+    @property
+    def centre(self) -> tuple[int, int]:
+        return self.x + self.w // 2, self.y + self.h // 2
+
+
+# `     0x400007 "panel": ("trayer" "trayer")  200x32+824+0  +824+0`
+_TREE_LINE = re.compile(r"^(\s*)(0x[0-9a-f]+) (\(has no name\)|\"(.*?)\")?.*?(\d+)x(\d+)\+-?\d+\+-?\d+\s+\+(-?\d+)\+(-?\d+)")
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> object:
+    """Poll `predicate` until it returns something truthy; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+class XDesktop:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env  # DISPLAY, DBUS_SESSION_BUS_ADDRESS, NO_AT_BRIDGE
+
+    @property
+    def display(self) -> str:
+        return self.env["DISPLAY"]
+
+    def run(self, *argv: str, timeout: float = 10) -> str:
+        return subprocess.run(argv, env=self.env, capture_output=True, text=True, check=True, timeout=timeout).stdout
+
+    def windows(self) -> list[Window]:
+        out = self.run("xwininfo", "-root", "-tree")
+        found = []
+        for line in out.splitlines():
+            m = _TREE_LINE.match(line)
+            if m:
+                indent, wid, _, name, w, h, x, y = m.groups()
+                found.append(Window(wid, name or "", int(x), int(y), int(w), int(h), (len(indent) - 5) // 3 + 1))
+        return found
+
+    def tree(self) -> str:
+        return self.run("xwininfo", "-root", "-tree")
+
+    def xdotool(self, *args: str) -> str:
+        return self.run("xdotool", *args)
+
+    def pointer(self) -> tuple[int, int]:
+        fields = dict(kv.split(":") for kv in self.xdotool("getmouselocation").split()[:2])
+        return int(fields["x"]), int(fields["y"])
+
+    def click(self, x: int, y: int, button: int = 1) -> None:
+        # Not `mousemove --sync`: it waits forever when the pointer is already there.
+        self.xdotool("mousemove", str(x), str(y))
+        wait_for(lambda: self.pointer() == (x, y), 5, f"the pointer at {x},{y}")
+        time.sleep(0.05)  # let the toolkit see the pointer arrive before the press
+        self.xdotool("click", str(button))
+
+    def screenshot(self, path: Path, window: str = "root") -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.run(IMPORT, "-window", window, str(path), timeout=20)
+        return path
+
+    def grab(self) -> Image.Image:
+        """The screen as an RGB image, in memory."""
+        png = subprocess.run(
+            [IMPORT, "-window", "root", "png:-"], env=self.env, capture_output=True, check=True, timeout=20
+        ).stdout
+        from io import BytesIO
+
+        return Image.open(BytesIO(png)).convert("RGB")
+
+
+def _start_xvfb() -> tuple[subprocess.Popen, str]:
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
+        pass_fds=(write_fd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        number = pipe.readline().strip()  # written once the server accepts connections
+    if not number:
+        proc.kill()
+        raise RuntimeError("Xvfb did not start")
+    return proc, f":{number}"
+
+
+def _start_dbus() -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        ["dbus-daemon", "--session", "--nofork", "--nopidfile", "--print-address=1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    address = proc.stdout.readline().strip()
+    if not address:
+        proc.kill()
+        raise RuntimeError("dbus-daemon did not start")
+    return proc, address
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+@contextmanager
+def x_desktop() -> Iterator[XDesktop]:
+    """Xvfb + session bus + trayer docked at the top right, torn down in reverse."""
+    procs: list[subprocess.Popen] = []
+    try:
+        xvfb, display = _start_xvfb()
+        procs.append(xvfb)
+        bus, address = _start_dbus()
+        procs.append(bus)
+        env = {
+            **os.environ,
+            "DISPLAY": display,
+            "DBUS_SESSION_BUS_ADDRESS": address,
+            "NO_AT_BRIDGE": "1",  # no accessibility bus to look for
+            "GDK_BACKEND": "x11",
+        }
+        env.pop("WAYLAND_DISPLAY", None)
+        desktop = XDesktop(env)
+        trayer = subprocess.Popen(
+            ["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel", "--width", "160",
+             "--heighttype", "pixel", "--height", str(TRAY_HEIGHT), "--SetDockType", "true",
+             "--transparent", "false", "--tint", "0x303030", "--expand", "false"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        procs.append(trayer)
+        wait_for(lambda: any(w.name == "panel" for w in desktop.windows()), 10, "trayer's panel window")
+        yield desktop
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+
+
+# -- driving a GTK menu ------------------------------------------------------------------
+
+
+def is_highlight(rgb: tuple[int, int, int]) -> bool:
+    """The theme's selection colour (Adwaita blue) behind the selected menu item."""
+    r, g, b = rgb
+    return b > 170 and r < 120 and b - r > 100
+
+
+def highlighted_band(image: Image.Image, win: Window) -> tuple[int, int] | None:
+    """Screen rows (top, bottom) of the selected item in menu `win`, read from pixels at its
+    right edge, where no label or check mark is drawn."""
+    x = win.x + win.w - 4
+    rows = [y for y in range(max(win.y, 0), min(win.y + win.h, image.height)) if is_highlight(image.getpixel((x, y)))]
+    return (rows[0], rows[-1]) if rows else None
+
+
+class MenuDriver:
+    """Opens the tray menu with a real right click and clicks its items with the mouse.
+
+    GTK gives no way to ask where an item is, so the driver selects it with the keyboard
+    (Up from the bottom skips separators and disabled lines, as a person's arrow keys do),
+    finds the highlighted row on screen, and clicks in its middle.
+    """
+
+    def __init__(self, desktop: XDesktop, icon: Window) -> None:
+        self.d = desktop
+        self.icon = icon
+
+    def _popups(self) -> list[Window]:
+        """Top-level windows that are on screen now (GTK keeps closed menus' windows)."""
+        candidates = [w for w in self.d.windows() if w.depth == 1 and w.w > 40 and w.h > 20 and w.name != "panel"]
+        return [w for w in candidates if "IsViewable" in self.d.run("xwininfo", "-id", w.id)]
+
+    def _new_popup(self, before: set[str], what: str) -> Window:
+        return wait_for(lambda: next((w for w in self._popups() if w.id not in before), None), 5, what)
+
+    def open(self) -> Window:
+        """Right-click the icon; returns the menu's window."""
+        before = {w.id for w in self._popups()}
+        self.d.click(*self.icon.centre, button=3)
+        return self._new_popup(before, "the tray menu to open")
+
+    def select(self, menu: Window, key: str, times: int) -> tuple[int, int]:
+        for _ in range(times):
+            self.d.xdotool("key", key)
+        return wait_for(lambda: highlighted_band(self.d.grab(), menu), 5, f"an item selected after {times} x {key}")
+
+    def click_selected(self, menu: Window, band: tuple[int, int]) -> None:
+        self.d.click(menu.x + menu.w // 2, (band[0] + band[1]) // 2)
+
+    def open_submenu(self, menu: Window, band: tuple[int, int]) -> Window:
+        """Click a selected item that has a submenu; returns the submenu's window."""
+        before = {w.id for w in self._popups()}
+        self.click_selected(menu, band)
+        return self._new_popup(before, "a submenu to open")
+
+    def close(self) -> None:
+        self.d.xdotool("key", "Escape")
