@@ -3,7 +3,7 @@
 Only a hash of a sandbox key is kept, so an existing key cannot be printed again: `--new`
 issues one (creating the sandbox), `--rotate` replaces it, and otherwise the output refers
 to the caller's own `ANTHROPIC_API_KEY`. Keys go through a running broker when there is one
-(so a rotation takes effect at once), else straight into the key store.
+(so a rotation takes effect at once), else straight into the key store, as `sandbox add` does.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 
-from broker.adapters import control, docker_net
+from broker.adapters import docker_net
 from broker.adapters.keystore import KeyStore
+from broker.cli.common import config_of
+from broker.cli.sandbox_cmd import issue
 from broker.core import dockerargs
-from broker.core.config import Config, load_config
-from broker.core.errors import BrokerNotRunning
+from broker.core.config import Config
 from broker.core.listen import parse_listen
 
 log = logging.getLogger(__name__)
@@ -51,19 +51,6 @@ def _bound(config: Config) -> list[str]:
         return []
 
 
-def _issue(config: Config, name: str, rotate: bool) -> str:
-    op = "sandbox_rotate" if rotate else "sandbox_add"
-    try:
-        return str(control.request(config.control_socket, {"op": op, "name": name})["key"])
-    except BrokerNotRunning:
-        pass
-    store = KeyStore(config.state_dir / KEYSTORE_FILE)
-    try:
-        return store.rotate(name) if rotate else store.add(name)
-    finally:
-        store.close()
-
-
 def _known(config: Config, name: str) -> bool | None:
     path = config.state_dir / KEYSTORE_FILE
     if not path.exists():
@@ -76,7 +63,7 @@ def _known(config: Config, name: str) -> bool | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(Path(args.config) if getattr(args, "config", None) else None)
+    config = config_of(args)
     specs = [parse_listen(e) for e in config.listen]
     if args.port is not None:
         port = args.port
@@ -90,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
     key: str | None = None
     if args.new or args.rotate:
-        key = _issue(config, args.name, rotate=args.rotate)
+        key = issue(config, args.name, rotate=args.rotate)
         if args.rotate:
             print(f"sandbox {args.name!r} has a new key; the old one stops working now.", file=sys.stderr)
         else:
