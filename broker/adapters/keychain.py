@@ -219,10 +219,8 @@ class KeyringSecretSource(CredentialSource):
         return self.store.unavailable()
 
     def load(self) -> OAuthLogin | None:
-        value = self.store.get()
-        if not value:
-            return None
-        return OAuthLogin(access_token=value.strip())
+        value = (self.store.get() or "").strip()
+        return OAuthLogin(access_token=value) if value else None
 
     def save(self, login: OAuthLogin) -> None:
         self.store.set(login.access_token)

@@ -1,0 +1,158 @@
+"""`doctor`'s checks: find the login, check modes and wiring, say what to do.
+
+Each check returns Findings; the CLI prints them and exits non-zero when any is a problem.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from broker.adapters import control, docker_net
+from broker.adapters.filesource import FileSource
+from broker.adapters.keystore import KeyStore
+from broker.core.config import Config
+from broker.core.errors import BrokerError
+from broker.core.listen import parse_listen
+from broker.core.profiles import Profile
+from broker.core.source import CredentialSource
+
+OK, WARN, PROBLEM = "ok", "warning", "problem"
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str
+    what: str
+    fix: str = ""
+
+
+def check_sources(sources: list[CredentialSource], now: float) -> list[Finding]:
+    out: list[Finding] = []
+    found = False
+    for source in sources:
+        why = source.unavailable()
+        if why:
+            out.append(Finding(OK, f"{source.label}: not used here ({why})"))
+            continue
+        try:
+            login = source.load()
+        except BrokerError as exc:
+            out.append(Finding(PROBLEM, f"{source.label}: {exc.message}",
+                               "run `claude /login` on the host to write a fresh login"))
+            continue
+        if login is None:
+            out.append(Finding(OK, f"{source.label}: no login stored"))
+            continue
+        found = True
+        if login.expires_at is not None and login.expires_at <= now:
+            left = "expired"
+        elif login.expires_at is not None:
+            left = f"expires in {int((login.expires_at - now) // 60)} min"
+        else:
+            left = "no expiry recorded"
+        kind = f"{login.subscription_type} plan " if login.subscription_type else ""
+        refresh = "with a refresh token" if login.refresh_token else "without a refresh token"
+        out.append(Finding(OK, f"{source.label}: {kind}login found, {left}, {refresh}"))
+        if isinstance(source, FileSource):
+            out.extend(check_mode(source.path))
+    if not found:
+        out.append(Finding(PROBLEM, "no Claude login found", "run `claude /login` on the host "
+                           "(or `inference-broker login --setup-token`)"))
+    return out
+
+
+def check_mode(path: Path) -> list[Finding]:
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return []
+    if mode & 0o077:
+        return [Finding(PROBLEM, f"{path} is mode {mode:04o}: other users can read your Claude login",
+                        f"chmod 600 {path}")]
+    return [Finding(OK, f"{path} is private (mode {mode:04o})")]
+
+
+def check_state_dir(config: Config) -> list[Finding]:
+    d = config.state_dir
+    if not d.exists():
+        return [Finding(OK, f"state dir {d} will be created on first run")]
+    mode = stat.S_IMODE(d.stat().st_mode)
+    if mode & 0o077:
+        return [Finding(WARN, f"state dir {d} is mode {mode:04o}", f"chmod 700 {d}")]
+    return [Finding(OK, f"state dir {d} is private")]
+
+
+def check_listen(config: Config, gateway: str | None) -> list[Finding]:
+    specs = [parse_listen(e) for e in config.listen]
+    out: list[Finding] = []
+    if any(s.is_wildcard for s in specs):
+        out.append(Finding(WARN, "listen includes a wildcard address: every network can reach the proxy",
+                           "listen on 127.0.0.1 and `docker` instead"))
+    if any(s.is_docker for s in specs) and not gateway:
+        out.append(Finding(WARN, "listen includes `docker` but no docker bridge exists yet",
+                           "the broker binds there once docker starts"))
+    if gateway and all(s.is_loopback for s in specs):
+        out.append(Finding(WARN, f"a Linux docker engine is here (bridge {gateway}) but the broker listens on "
+                           "loopback only, which its containers cannot reach",
+                           "add `docker:8766` to `listen` in the config (Docker Desktop needs nothing)"))
+    return out
+
+
+def check_running(config: Config) -> tuple[list[Finding], dict | None]:
+    try:
+        reply = control.request(config.control_socket, {"op": "status"}, timeout=10)
+    except BrokerError:
+        return [Finding(WARN, "the broker is not running", "start it with `inference-broker run`")], None
+    st = reply["status"]
+    level = OK if st["token"]["state"] in ("valid", "refreshing") else PROBLEM
+    return [Finding(OK, "the broker is running on " + ", ".join(st["listen"])),
+            Finding(level, f"token {st['token']['state']}: {st['token']['reason']}")], st
+
+
+def check_sandbox(config: Config, name: str, status: dict | None) -> list[Finding]:
+    store = KeyStore(config.state_dir / "broker.db")
+    try:
+        names = {s.name for s in store.list()}
+        paused = store.paused()
+    finally:
+        store.close()
+    out = []
+    if name not in names:
+        out.append(Finding(PROBLEM, f"no sandbox named {name!r}", f"`inference-broker docker-args {name} --new`"))
+    else:
+        out.append(Finding(OK, f"sandbox {name!r} has a key"))
+    if paused:
+        out.append(Finding(PROBLEM, "sandbox access is paused", "`inference-broker resume`"))
+    for addr in (status or {}).get("listen", []):
+        url = f"http://{addr}/"
+        try:
+            req = urllib.request.Request(url, method="HEAD", headers={"Host": "inference.local"})
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                out.append(Finding(OK, f"{url} answers ({resp.status})"))
+        except OSError as exc:
+            out.append(Finding(PROBLEM, f"{url} does not answer ({exc})"))
+    return out
+
+
+def run_checks(config: Config, profile: Profile, sources: list[CredentialSource], now: float,
+               sandbox: str | None = None) -> list[Finding]:
+    findings = [Finding(OK, f"config: {config.path if config.path and config.path.exists() else 'defaults'}"),
+                Finding(OK, f"provider: {profile.name} ({profile.description})")]
+    findings += check_sources(sources, now)
+    findings += check_state_dir(config)
+    findings += check_listen(config, docker_net.bridge_gateway())
+    running, status = check_running(config)
+    findings += running
+    if sandbox:
+        findings += check_sandbox(config, sandbox, status)
+    return findings
+
+
+def as_json(findings: list[Finding]) -> str:
+    return json.dumps([f.__dict__ for f in findings], indent=2)
+
+
