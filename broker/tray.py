@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -234,9 +235,23 @@ class Tray:
         except Exception:
             log.exception("tray could not show the new state")
 
+    def _keep_sigint(self, handler: Any) -> None:
+        """pystray's GTK backends reset SIGINT to the default (die at once) when their loop
+        starts; put the app's handler back, from the main thread, so Ctrl-C shuts down cleanly."""
+        if backend_name(self.pystray) not in ("appindicator", "gtk") or not callable(handler):
+            return
+        from gi.repository import GLib  # noqa: PLC0415 - present whenever those backends are
+
+        def restore() -> bool:
+            signal.signal(signal.SIGINT, handler)
+            return False
+
+        GLib.idle_add(restore)
+
     def _watch(self, icon: Any) -> None:
         """pystray's setup thread: show the icon, then keep the words fresh and notice when
         the service's loop has gone (the broker was stopped some other way)."""
+        self._keep_sigint(self._sigint)
         icon.visible = True
         self._shown = True
         log.info("tray icon shown (%s backend)", backend_name(self.pystray))
@@ -261,6 +276,7 @@ class Tray:
     def run(self) -> None:
         """Block on the main thread until Quit (or the service ends), then shut down."""
         unsubscribe = self._call_on_loop(lambda: self.service.subscribe(self._on_snapshot))
+        self._sigint = signal.getsignal(signal.SIGINT)
         try:
             self.icon.run(setup=self._watch)
         except Exception as exc:

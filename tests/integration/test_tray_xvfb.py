@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -343,3 +344,163 @@ def test_importing_the_tray_needs_no_display(env: dict[str, str], expected: str)
     out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == expected
+
+
+# -- the real broker ----------------------------------------------------------------------
+
+
+def _write_login(path: Path, access: str, refresh: str, expires_in: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"claudeAiOauth": {
+        "accessToken": access, "refreshToken": refresh, "expiresAt": int((time.time() + expires_in) * 1000),
+        "scopes": ["user:inference", "user:profile"], "subscriptionType": "max",
+    }}))
+    path.chmod(0o600)
+
+
+class Broker:
+    """`inference-broker ...` against one config, with a private HOME."""
+
+    def __init__(self, config: Path, env: dict[str, str]) -> None:
+        self.config = config
+        self.env = env
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "broker", "--config", str(self.config), *args]
+
+    def cli(self, *args: str) -> str:
+        out = subprocess.run(self.argv(*args), env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, f"{args}: {out.stderr}"
+        return out.stdout
+
+    def status(self) -> dict:
+        return json.loads(self.cli("status", "--json"))
+
+    def sandboxes(self) -> list[str]:
+        return [s["name"] for s in json.loads(self.cli("sandbox", "list", "--json"))]
+
+
+@dataclasses.dataclass
+class Running:
+    broker: Broker
+    proc: subprocess.Popen
+    endpoint: object  # FakeTokenEndpoint
+    home: Path
+    icon: Window
+    log: Path
+
+
+@pytest.fixture
+def real_broker(desktop: XDesktop, tmp_path: Path) -> Iterator[Running]:
+    """`inference-broker run` with the tray, against a fake token endpoint and a private HOME,
+    with two sandboxes; yields once its icon is docked."""
+    from tests.fakes.threaded import serve_in_thread
+    from tests.fakes.token_endpoint import FakeTokenEndpoint
+
+    endpoint = FakeTokenEndpoint()
+    home = tmp_path / "home"
+    login = home / ".claude" / ".credentials.json"
+    _write_login(login, *endpoint.issue(), expires_in=6 * 3600)
+    with serve_in_thread(endpoint.make_app) as token_url:
+        config = tmp_path / "broker.yaml"
+        config.write_text(
+            "provider: anthropic-oauth\n"
+            'listen: ["127.0.0.1:0"]\n'
+            f"state_dir: {tmp_path / 'state'}\n"
+            "upstream_url: http://127.0.0.1:9\n"
+            f"token_url: {token_url}/v1/oauth/token\n"
+            f"credentials: {{sources: [file], file: {login}}}\n"
+            "refresh: {mode: own}\n"
+        )
+        env = {**desktop.env, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "PYTHONPATH": str(ROOT)}
+        for var in ("PYSTRAY_BACKEND", "INFERENCE_BROKER_CONFIG", "CLAUDE_CONFIG_DIR"):
+            env.pop(var, None)
+        broker = Broker(config, env)
+        broker.cli("sandbox", "add", "alpha")
+        broker.cli("sandbox", "add", "beta")
+        log_path = tmp_path / "broker.stderr"
+        with log_path.open("w") as log:
+            proc = subprocess.Popen(broker.argv("run"), env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            icon = wait_for(lambda: proc.poll() is not None or docked_icon(desktop), 20, "the broker's icon in the tray")
+            assert proc.poll() is None, log_path.read_text()
+            yield Running(broker, proc, endpoint, home, icon, log_path)
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=15)
+            print(log_path.read_text()[-3000:])
+            assert "sk-ant-" not in log_path.read_text() and "sk-ib-" not in log_path.read_text()
+
+
+def test_real_broker_tray_clicks_change_its_state(desktop: XDesktop, real_broker: Running) -> None:
+    broker, endpoint, home = real_broker.broker, real_broker.endpoint, real_broker.home
+    icon = real_broker.icon
+    assert broker.status()["proxy"]["paused"] is False
+    menus = MenuDriver(desktop, icon)
+
+    menu = menus.open()
+    shot = desktop.screenshot(ARTIFACTS / "tray-real-broker-menu.png")
+    print(f"\nscreenshot: {shot}")
+
+    # Pause access -> status says paused, and the icon turns grey.
+    band = menus.select(menu, "Up", selectable_from_bottom(shape(sandboxes=2), Action.PAUSE))
+    menus.click_selected(menu, band)
+    wait_for(lambda: broker.status()["proxy"]["paused"], 5, "status to say paused")
+    wait_for(lambda: dominant(icon_colour(desktop, icon)) == "grey", 2, "the paused (grey) icon")
+
+    # Resume, from the rebuilt menu.
+    menu = menus.open()
+    band = menus.select(menu, "Up", selectable_from_bottom(shape(sandboxes=2, paused=True), Action.RESUME))
+    menus.click_selected(menu, band)
+    wait_for(lambda: not broker.status()["proxy"]["paused"], 5, "status to say resumed")
+    wait_for(lambda: dominant(icon_colour(desktop, icon)) == "green", 2, "the healthy (green) icon")
+
+    # Sandboxes > alpha > Revoke alpha -> gone from `sandbox list`.
+    menu = menus.open()
+    band = menus.select(menu, "Up", selectable_from_bottom(shape(sandboxes=2), label="Sandboxes"))
+    sandboxes = menus.open_submenu(menu, band)
+    alpha = menus.open_submenu(sandboxes, menus.select(sandboxes, "Right", 1))
+    band = menus.select(alpha, "Right", 1)
+    desktop.screenshot(ARTIFACTS / "tray-real-broker-revoke.png")
+    menus.click_selected(alpha, band)
+    wait_for(lambda: broker.sandboxes() == ["beta"], 5, "alpha to be revoked")
+
+    # Refresh token now -> the token endpoint is called and last_refresh moves.
+    before = broker.status()["token"]["last_refresh"]
+    calls = endpoint.calls
+    menu = menus.open()
+    band = menus.select(menu, "Up", selectable_from_bottom(shape(sandboxes=1), Action.REFRESH))
+    menus.click_selected(menu, band)
+    wait_for(lambda: endpoint.calls > calls, 10, "a call to the token endpoint")
+    wait_for(lambda: broker.status()["token"]["last_refresh"] not in (None, before), 10, "last_refresh to change")
+    assert endpoint.problems == []
+
+    # Launch at login -> an XDG autostart entry in the private HOME.
+    menu = menus.open()
+    band = menus.select(menu, "Up", selectable_from_bottom(shape(sandboxes=1), Action.SET_AUTOSTART))
+    menus.click_selected(menu, band)
+    entry = home / ".config" / "autostart" / "inference-broker.desktop"
+    wait_for(entry.exists, 5, "the autostart entry")
+    wait_for(lambda: broker.status()["autostart"] is True, 5, "status to say autostart on")
+
+    menu = menus.open()
+    shot = desktop.screenshot(ARTIFACTS / "tray-real-broker-after.png")
+    print(f"screenshot: {shot}")
+    menus.close()
+
+    # Quit -> the broker exits cleanly.
+    menu = menus.open()
+    menus.click_selected(menu, menus.select(menu, "Up", 1))
+    assert real_broker.proc.wait(timeout=15) == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_real_broker_with_tray_stops_cleanly_on_signals(desktop: XDesktop, real_broker: Running, sig: int) -> None:
+    """Ctrl-C in a terminal and a service manager's SIGTERM both shut down, not kill."""
+    sock = real_broker.broker.config.parent / "state" / "broker.sock"
+    assert sock.exists()
+    real_broker.proc.send_signal(sig)
+    assert real_broker.proc.wait(timeout=15) == 0
+    assert "stopping" in real_broker.log.read_text()
+    assert not sock.exists()  # cleaned up: it was a shutdown, not a kill
