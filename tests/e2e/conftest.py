@@ -6,6 +6,9 @@
 - `netns_sandbox` (function): a namespace where `inference.local` is the host's veth address;
   `.run(argv, env=...)`, `.host_ip`, `.sandbox_ip`.
 - `serve(host, text)`: a small HTTP server on the host, stopped after the test.
+- `upstream`: a fake Anthropic API and token endpoint on loopback, with a login they accept.
+- `start_broker(listen)`: the real broker (`inference-broker run --no-tray`) against them;
+  `.port_on(host)`, `.add_sandbox(name)`, `.revoke(name)`, `.cli(...)`.
 
 Each gates itself with `require_root` / `require_tools`: skipped on a developer machine that
 lacks them, a failure in CI. The session's setup timings print at the end of the run.
@@ -15,15 +18,20 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
 
 import pytest
 
+from tests.e2e.infra.broker import BrokerProcess
 from tests.e2e.infra.dockerd import DockerDaemon, DockerUnavailable
 from tests.e2e.infra.images import Built, ensure_claude_image, ensure_probe_image
 from tests.e2e.infra.netns import NetnsSandbox
 from tests.e2e.infra.servers import Marker, marker_app
 from tests.fakes.threaded import serve_in_thread
+from tests.fakes.token_endpoint import FakeTokenEndpoint
+from tests.fakes.upstream import FakeAnthropic
 from tests.support import require, require_root, require_tools
 
 _timings: list[str] = []
@@ -103,3 +111,42 @@ def serve() -> Iterator[Callable[..., Marker]]:
             return Marker(url, hosts)
 
         yield start
+
+
+@dataclass
+class Upstream:
+    fake: FakeAnthropic
+    tokens: FakeTokenEndpoint
+    url: str
+    token_url: str
+    access: str  # the Claude login's access token: must never reach a sandbox
+    refresh: str
+    sandbox_keys: list[str] = field(default_factory=list)  # must never reach upstream
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    tokens = FakeTokenEndpoint()
+    access, refresh = tokens.issue()
+    keys: list[str] = []
+    fake = FakeAnthropic(valid_tokens=lambda: tokens.valid_access, forbidden=lambda: keys)
+    with serve_in_thread(fake.make_app) as api, serve_in_thread(tokens.make_app) as tok:
+        yield Upstream(fake, tokens, str(api), f"{tok}/v1/oauth/token", access, refresh, keys)
+
+
+@pytest.fixture
+def start_broker(tmp_path_factory: pytest.TempPathFactory,
+                 upstream: Upstream) -> Iterator[Callable[[Sequence[str]], BrokerProcess]]:
+    """`start_broker(["127.0.0.1:0", "docker:0"])`; stopped (SIGTERM) after the test."""
+    brokers: list[BrokerProcess] = []
+
+    def start(listen: Sequence[str]) -> BrokerProcess:
+        root: Path = tmp_path_factory.mktemp("broker")
+        broker = BrokerProcess(root, listen, upstream.url, upstream.token_url, upstream.access,
+                               upstream.refresh, issued=upstream.sandbox_keys)
+        brokers.append(broker)
+        return broker.start()
+
+    yield start
+    for broker in brokers:
+        broker.stop()
