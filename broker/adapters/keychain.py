@@ -45,12 +45,12 @@ def login_user(env: Mapping[str, str] = os.environ) -> str:
 class SecretStore:
     """get/set one secret string by (service, account), translating backend errors."""
 
-    def __init__(self, service: str, account: str, platform: str = sys.platform) -> None:
-        self.service, self.account, self.platform = service, account, platform
+    def __init__(self, service: str, account: str, platform: str = sys.platform, security: str = SECURITY) -> None:
+        self.service, self.account, self.platform, self.security = service, account, platform, security
 
     def unavailable(self) -> str | None:
         if self.platform == "darwin":
-            return None if os.path.exists(SECURITY) else f"{SECURITY} not found"
+            return None if os.path.exists(self.security) else f"{self.security} not found"
         try:
             import keyring
             from keyring.backends import fail
@@ -96,7 +96,7 @@ class SecretStore:
 
     # -- macOS: /usr/bin/security, secrets on stdin only
     def _security_get(self) -> str | None:
-        proc = subprocess.run([SECURITY, "find-generic-password", "-a", self.account, "-s", self.service, "-w"],
+        proc = subprocess.run([self.security, "find-generic-password", "-a", self.account, "-s", self.service, "-w"],
                               capture_output=True, text=True, timeout=30)
         if proc.returncode == 44:  # errSecItemNotFound
             return None
@@ -110,7 +110,7 @@ class SecretStore:
         self._security_run(f"add-generic-password -U -a {_q(self.account)} -s {_q(self.service)} -X {hexed}\n")
 
     def _security_run(self, command: str) -> None:
-        proc = subprocess.run([SECURITY, "-i"], input=command, capture_output=True, text=True, timeout=30)
+        proc = subprocess.run([self.security, "-i"], input=command, capture_output=True, text=True, timeout=30)
         if proc.returncode != 0:
             raise SourceUnavailable(f"security -i failed (exit {proc.returncode})")
 
