@@ -210,10 +210,12 @@ class ProxyServer:
         except _TooLarge:
             entry["status"] = 413
             return _error(refusal(413, f"request body over the {self.settings.max_body_bytes // (1024 * 1024)} MiB limit"))
-        if request.method == "POST" and body and not _is_json_object(body):
+        doc = _json_object(body) if body else None
+        if request.method == "POST" and body and doc is None:
             entry["status"] = 400
             return _error(refusal(400, "request body must be a JSON object"))
-        entry["model"] = _model_of(body)
+        model = doc.get("model") if doc else None
+        entry["model"] = model if isinstance(model, str) else None
         try:
             token = await self.tokens.token(min_valid=self.token_margin)
         except NotLoggedIn as exc:
@@ -319,19 +321,10 @@ class _TooLarge(Exception):
     pass
 
 
-def _is_json_object(body: bytes) -> bool:
-    try:
-        return isinstance(json.loads(body), dict)
-    except (ValueError, UnicodeDecodeError):
-        return False
-
-
-def _model_of(body: bytes) -> str | None:
-    if not body or body[:1] != b"{":
-        return None
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, parsed once (it also yields the model for the audit)."""
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, UnicodeDecodeError):
         return None
-    model = doc.get("model") if isinstance(doc, dict) else None
-    return model if isinstance(model, str) else None
+    return doc if isinstance(doc, dict) else None
