@@ -1,16 +1,21 @@
 """The control socket: how the CLI (and a second `run`) talks to a running broker.
 
 A unix socket in the private state dir, mode 0600; one JSON request line, one JSON reply
-line. Only this user can connect, so replies may carry a newly issued sandbox key.
+line. Only this user can connect, so replies may carry a newly issued sandbox key. Where
+unix sockets are missing (Windows), a loopback TCP port stands in, and every request must
+carry the random secret from `<socket path>.json`, a file only this user can read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import os
+import secrets
 import socket
+import sys
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -22,13 +27,30 @@ Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 MAX_LINE = 1024 * 1024
 
 
+def use_tcp(platform: str = sys.platform) -> bool:
+    return platform == "win32" or not hasattr(socket, "AF_UNIX")
+
+
+def _tcp_file(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
 class ControlServer:
-    def __init__(self, path: Path, handle: Handler) -> None:
+    def __init__(self, path: Path, handle: Handler, *, tcp: bool | None = None) -> None:
         self.path, self.handle = Path(path), handle
+        self.tcp = use_tcp() if tcp is None else tcp
+        self._secret = secrets.token_urlsafe(32) if self.tcp else None
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.tcp:
+            from broker.adapters.atomic import write_private
+
+            self._server = await asyncio.start_server(self._client, "127.0.0.1", 0, limit=MAX_LINE)
+            port = self._server.sockets[0].getsockname()[1]
+            write_private(_tcp_file(self.path), json.dumps({"port": port, "secret": self._secret}).encode())
+            return
         if self.path.exists() or self.path.is_symlink():
             self.path.unlink()  # a stale socket from a crash (single instance was checked before)
         self._server = await asyncio.start_unix_server(self._client, path=str(self.path), limit=MAX_LINE)
@@ -38,10 +60,16 @@ class ControlServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
+        for p in (self.path, _tcp_file(self.path)):
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+
+    def _authorised(self, request: dict[str, Any]) -> bool:
+        if self._secret is None:
+            return True  # the socket file's mode already limits who can connect
+        return hmac.compare_digest(str(request.get("secret", "")), self._secret)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -50,6 +78,9 @@ class ControlServer:
                 request = json.loads(line)
                 if not isinstance(request, dict):
                     raise ValueError("not an object")
+                if not self._authorised(request):
+                    raise BrokerError("control request without the right secret")
+                request.pop("secret", None)
                 reply = await self.handle(request)
             except BrokerError as exc:
                 reply = {"ok": False, "error": exc.message, "title": exc.title}
@@ -65,15 +96,31 @@ class ControlServer:
             writer.close()
 
 
-def request(path: Path, payload: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
-    """Send one request to a running broker. Raises BrokerNotRunning when none answers."""
+def _connect(path: Path, payload: dict[str, Any], tcp: bool, timeout: float) -> socket.socket:
+    not_running = BrokerNotRunning(f"no broker is running (nothing answers on {path}); "
+                                   "start it with `inference-broker run`")
+    if tcp:
+        try:
+            info = json.loads(_tcp_file(path).read_text())
+            payload["secret"] = info["secret"]
+            return socket.create_connection(("127.0.0.1", int(info["port"])), timeout=timeout)
+        except (OSError, ValueError, KeyError):
+            raise not_running from None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
-        try:
-            sock.connect(str(path))
-        except (FileNotFoundError, ConnectionRefusedError, OSError):
-            raise BrokerNotRunning(f"no broker is running (nothing answers on {path}); start it with `inference-broker run`") from None
+        sock.connect(str(path))
+    except OSError:
+        sock.close()
+        raise not_running from None
+    return sock
+
+
+def request(path: Path, payload: dict[str, Any], timeout: float = 30.0, *, tcp: bool | None = None) -> dict[str, Any]:
+    """Send one request to a running broker. Raises BrokerNotRunning when none answers."""
+    payload = dict(payload)
+    sock = _connect(Path(path), payload, use_tcp() if tcp is None else tcp, timeout)
+    try:
         sock.sendall(json.dumps(payload).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):
