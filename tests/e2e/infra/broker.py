@@ -78,7 +78,7 @@ class BrokerProcess:
         env.pop("DISPLAY", None)
         return env
 
-    def start(self, timeout: float = 20.0) -> BrokerProcess:
+    def start(self, timeout: float = 30.0) -> BrokerProcess:
         self.root.mkdir(parents=True, exist_ok=True)
         self._write_config()
         log = self.log_path.open("wb")

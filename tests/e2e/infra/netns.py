@@ -77,6 +77,7 @@ class NetnsSandbox:
             host_ip=host_ip, sandbox_ip=sandbox_ip,
             env={"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "LANG": "C.UTF-8"},
         )
+        box.close()  # a crashed run with the same pid may have left these names behind
         try:
             box._build()
         except BaseException:
