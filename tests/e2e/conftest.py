@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import pytest
 
-from tests.e2e.infra.broker import BrokerProcess
+from tests.e2e.infra.broker import BrokerProcess, Upstream
 from tests.e2e.infra.dockerd import DockerDaemon, DockerUnavailable
 from tests.e2e.infra.images import Built, ensure_claude_image, ensure_probe_image
 from tests.e2e.infra.netns import NetnsSandbox
@@ -68,7 +67,7 @@ def dockerd() -> Iterator[DockerDaemon]:
         _timings.append(f"dockerd stopped and cleaned up in {time.monotonic() - started:.2f}s")
 
 
-def _image(name: str, build: Callable[[dict[str, str]], Built], daemon: DockerDaemon) -> str:
+def _image(build: Callable[[dict[str, str]], Built], daemon: DockerDaemon) -> str:
     built = build(daemon.env)
     how = "cached" if built.cached else "built"
     _timings.append(f"{built.alias} ({built.tag}) {how} in {built.seconds:.2f}s")
@@ -79,14 +78,14 @@ def _image(name: str, build: Callable[[dict[str, str]], Built], daemon: DockerDa
 def probe_image(dockerd: DockerDaemon) -> str:
     """busybox-static: sh, wget, timeout, nc. Use `timeout 5 wget -qO- URL` (`wget -T` crashes)."""
     require_tools("busybox")
-    return _image("probe", ensure_probe_image, dockerd)
+    return _image(ensure_probe_image, dockerd)
 
 
 @pytest.fixture(scope="session")
 def claude_image(dockerd: DockerDaemon) -> str:
     """The real Claude Code CLI (`claude`), busybox, CA roots; runs as uid 1000, HOME=/home/sandbox."""
     require_tools("claude", "busybox", "ldd")
-    return _image("claude", ensure_claude_image, dockerd)
+    return _image(ensure_claude_image, dockerd)
 
 
 @pytest.fixture
@@ -111,17 +110,6 @@ def serve() -> Iterator[Callable[..., Marker]]:
             return Marker(url, hosts)
 
         yield start
-
-
-@dataclass
-class Upstream:
-    fake: FakeAnthropic
-    tokens: FakeTokenEndpoint
-    url: str
-    token_url: str
-    access: str  # the Claude login's access token: must never reach a sandbox
-    refresh: str
-    sandbox_keys: list[str] = field(default_factory=list)  # must never reach upstream
 
 
 @pytest.fixture

@@ -12,8 +12,7 @@ import urllib.request
 
 import pytest
 
-from tests.e2e.conftest import Upstream
-from tests.e2e.infra.broker import BrokerProcess
+from tests.e2e.infra.broker import BrokerProcess, Upstream
 from tests.e2e.infra.clients import BODY, CLAUDE_ENV, WGET_STREAM, claude_print, sse_events, sse_text
 from tests.e2e.infra.dockerd import DockerDaemon
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Upstream
-from tests.e2e.infra.broker import BrokerProcess
+from tests.e2e.infra.broker import BrokerProcess, Upstream
 from tests.e2e.infra.clients import CLAUDE_ENV, claude_print, curl_stream, sdk_stream, sse_events, sse_text
 from tests.e2e.infra.netns import NetnsSandbox
 from tests.support import require_tools

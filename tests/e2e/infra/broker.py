@@ -15,9 +15,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import yaml
+
+if TYPE_CHECKING:
+    from tests.fakes.token_endpoint import FakeTokenEndpoint
+    from tests.fakes.upstream import FakeAnthropic
 
 
 def write_credentials(path: Path, access: str, refresh: str, lifetime_s: float = 8 * 3600) -> None:
@@ -31,6 +35,19 @@ def write_credentials(path: Path, access: str, refresh: str, lifetime_s: float =
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(doc, f)
+
+
+@dataclass
+class Upstream:
+    """The fake Anthropic side a broker talks to, and the secrets each side must never see."""
+
+    fake: FakeAnthropic
+    tokens: FakeTokenEndpoint
+    url: str
+    token_url: str
+    access: str  # the Claude login's access token: must never reach a sandbox
+    refresh: str
+    sandbox_keys: list[str] = field(default_factory=list)  # must never reach upstream
 
 
 @dataclass
