@@ -35,13 +35,13 @@ POLL_SECONDS = 0.5  # how soon the tray notices that the service's loop has stop
 FACE_LOCAL = {Action.COPY_DOCKER_FLAGS, Action.OPEN_AUDIT_LOG, Action.OPEN_CONFIG}
 MENU_BACKENDS = ("appindicator", "gtk", "darwin", "win32")  # xorg draws an icon with no menu
 
-# (command, args) that read the clipboard's new text on stdin, in order of preference.
+# (command, args, the display it needs) for tools that read the clipboard's new text on stdin.
 CLIPBOARD_TOOLS = (
-    ("wl-copy", ()),
-    ("xclip", ("-selection", "clipboard")),
-    ("xsel", ("--clipboard", "--input")),
-    ("pbcopy", ()),
-    ("clip", ()),
+    ("wl-copy", (), "WAYLAND_DISPLAY"),
+    ("xclip", ("-selection", "clipboard"), "DISPLAY"),
+    ("xsel", ("--clipboard", "--input"), "DISPLAY"),
+    ("pbcopy", (), None),
+    ("clip", (), None),
 )
 
 
@@ -80,9 +80,9 @@ def display_available(env: Mapping[str, str] | None = None, platform: str | None
 
 def copy_to_clipboard(text: str, which: Callable[[str], str | None] = shutil.which) -> str | None:
     """Put `text` on the clipboard with the first tool found; returns its name or None."""
-    for tool, args in CLIPBOARD_TOOLS:
+    for tool, args, display in CLIPBOARD_TOOLS:
         path = which(tool)
-        if not path:
+        if not path or (display and not os.environ.get(display)):
             continue
         # Output to DEVNULL: xclip stays in the background serving the selection, and would
         # hold a captured pipe open forever.
@@ -107,6 +107,39 @@ def open_path(path: Path) -> None:
 # -- the icon ----------------------------------------------------------------------------
 
 
+class _NoNotifier:
+    def notify(self, *args: Any) -> None:
+        pass
+
+    def hide(self) -> None:
+        pass
+
+
+def icon_class(pystray: ModuleType) -> type:
+    """pystray's Icon, made to survive a desktop whose notification service is broken.
+
+    The GTK backends reach the notification service over D-Bus while starting and give up
+    on the whole icon if that fails (seen: a daemon that crashes on activation). A tray
+    without notifications is still a tray. (Relies on pystray 0.19's `_initialize`.)
+    """
+    base = pystray.Icon
+    if backend_name(pystray) not in ("appindicator", "gtk"):
+        return base
+
+    class Icon(base):  # type: ignore[misc, valid-type]
+        def _initialize(self) -> None:
+            try:
+                super()._initialize()
+            except Exception as exc:
+                log.warning("desktop notifications unavailable: %s", exc)
+                self._notifier = _NoNotifier()
+                self.HAS_NOTIFICATION = False
+                self._mark_ready()
+
+    return Icon
+
+
+
 class Tray:
     """One tray icon bound to one service. Build it on the main thread, then `run()`."""
 
@@ -122,7 +155,7 @@ class Tray:
         self._stopped = threading.Event()
         self._shown = False
         snap = self._call_on_loop(service.snapshot)
-        self.icon = pystray.Icon(APP_NAME, title=tooltip(snap))
+        self.icon = icon_class(pystray)(APP_NAME, title=tooltip(snap))
         self.render(snap)
 
     # Service -> tray (called on the loop thread) ---------------------------------------

@@ -173,12 +173,16 @@ def _gtk_tray_importable() -> bool:
     return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
 
 
-@pytest.fixture
-def desktop() -> Iterator[XDesktop]:
+def require_desktop_tools() -> None:
     require_tools(*TOOLS)
     require(os.path.exists(IMPORT), f"imagemagick's {IMPORT} is missing")
     require(_gtk_tray_importable(), "python3-gi with Gtk 3 and AyatanaAppIndicator3 (venv needs system site packages)")
-    with x_desktop() as d:
+
+
+@pytest.fixture
+def desktop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[XDesktop]:
+    require_desktop_tools()
+    with x_desktop(tmp_path_factory.mktemp("desktop")) as d:
         yield d
 
 
@@ -240,14 +244,18 @@ def dominant(rgb: tuple[int, int, int]) -> str:
     return "grey"
 
 
-def test_tray_glue_over_a_stand_in_service(desktop: XDesktop, tmp_path: Path) -> None:
+def start_stand_in(desktop: XDesktop, state_dir: Path, **popen) -> tuple[subprocess.Popen, Lines]:
     env = {**desktop.env, "PYTHONPATH": str(ROOT)}
     env.pop("PYSTRAY_BACKEND", None)
     proc = subprocess.Popen(
-        [sys.executable, __file__, "stand-in", str(tmp_path)],
-        env=env, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [sys.executable, __file__, "stand-in", str(state_dir)],
+        env=env, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, **popen,
     )
-    out = Lines(proc)
+    return proc, Lines(proc)
+
+
+def test_tray_glue_over_a_stand_in_service(desktop: XDesktop, tmp_path: Path) -> None:
+    proc, out = start_stand_in(desktop, tmp_path)
     try:
         assert "display True tray backend: appindicator" in out.expect("display")
         out.expect("ready")
@@ -504,3 +512,101 @@ def test_real_broker_with_tray_stops_cleanly_on_signals(desktop: XDesktop, real_
     assert real_broker.proc.wait(timeout=15) == 0
     assert "stopping" in real_broker.log.read_text()
     assert not sock.exists()  # cleaned up: it was a shutdown, not a kill
+
+
+# -- desktop chores: notifications and the clipboard --------------------------------------
+
+
+def _displayed(desktop: XDesktop) -> int:
+    return int(desktop.run("dunstctl", "count", "displayed").strip() or 0)
+
+
+def _notification_titles(desktop: XDesktop) -> list[str]:
+    """Every notification dunst has shown and closed, oldest first."""
+    history = json.loads(desktop.run("dunstctl", "history"))["data"][0]
+    return [n["summary"]["data"] for n in reversed(history)]
+
+
+def _next_notification(desktop: XDesktop) -> None:
+    """Wait for one to show, then close it (pystray replaces its last one instead of stacking)."""
+    wait_for(lambda: _displayed(desktop) >= 1, 5, "a notification")
+    desktop.run("dunstctl", "close-all")
+    wait_for(lambda: _displayed(desktop) == 0, 5, "the notification to close")
+
+
+def test_tray_notifies_once_per_change_and_copies_docker_flags(desktop: XDesktop, tmp_path: Path) -> None:
+    require_tools("dunst", "dunstctl", "xclip")
+    dunst_conf = tmp_path / "dunstrc"
+    dunst_conf.write_text("[global]\n    timeout = 0\n")  # keep them until closed, so none is missed
+    dunst = subprocess.Popen(["dunst", "-config", str(dunst_conf)], env=desktop.env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, out = start_stand_in(desktop, tmp_path)
+
+    def send(line: str) -> None:
+        proc.stdin.write(line + "\n")
+        proc.stdin.flush()
+
+    try:
+        wait_for(lambda: subprocess.run(["dunstctl", "is-paused"], env=desktop.env, capture_output=True).returncode == 0,
+                 10, "dunst on the session bus")
+        out.expect("ready")
+        icon = wait_for(lambda: docked_icon(desktop), 10, "the icon to dock in the tray")
+        menus = MenuDriver(desktop, icon)
+
+        # Copy docker run flags -> the real X clipboard holds them.
+        menu = menus.open()
+        menus.click_selected(menu, menus.select(menu, "Up", selectable_from_bottom(shape(sandboxes=2), Action.COPY_DOCKER_FLAGS)))
+        flags = StandInService.docker_run_flags(None)  # type: ignore[arg-type]
+        wait_for(lambda: subprocess.run(["xclip", "-selection", "clipboard", "-o"], env=desktop.env,
+                                        capture_output=True, text=True).stdout == flags, 5, "the flags on the clipboard")
+
+        # Refresh starts failing -> one notification; the retry loop's passes don't repeat it.
+        for state in ("expiring", "refreshing", "expiring", "refreshing", "expiring"):
+            send(f"token {state}")
+        wait_for(lambda: dominant(icon_colour(desktop, icon)) == "amber", 2, "the warning (amber) icon")
+        wait_for(lambda: _displayed(desktop) >= 1, 5, "a notification")
+        shot = desktop.screenshot(ARTIFACTS / "tray-notification.png")
+        print(f"\nscreenshot: {shot}")
+        _next_notification(desktop)
+        # The login is lost -> a second one. Pausing is not news.
+        send("paused 1")
+        send("token signed_out")
+        wait_for(lambda: dominant(icon_colour(desktop, icon)) == "red", 2, "the signed-out (red) icon")
+        _next_notification(desktop)
+        send("token signed_out")
+        send("paused 0")
+        time.sleep(0.5)  # give a wrong third notification the chance to show up
+        assert _displayed(desktop) == 0
+        assert _notification_titles(desktop) == ["Token refresh failing", "Claude login lost"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        dunst.terminate()
+        dunst.wait(timeout=5)
+
+
+def test_tray_survives_a_broken_notification_service(tmp_path: Path) -> None:
+    """Seen: a notification daemon that crashes when D-Bus starts it took pystray's whole
+    GTK icon down. The tray must come up anyway, just without notifications."""
+    require_desktop_tools()
+    with x_desktop(tmp_path / "desktop", services={"org.freedesktop.Notifications": "/bin/false"}) as desktop:
+        log = tmp_path / "stand-in.log"
+        with log.open("w") as err:
+            proc, out = start_stand_in(desktop, tmp_path, stderr=err)
+        try:
+            out.expect("ready")
+            icon = wait_for(lambda: docked_icon(desktop), 10, "the icon to dock in the tray")
+            assert "desktop notifications unavailable" in log.read_text()
+            proc.stdin.write("token signed_out\n")  # would notify; must not break anything
+            proc.stdin.flush()
+            wait_for(lambda: dominant(icon_colour(desktop, icon)) == "red", 2, "the signed-out (red) icon")
+            menus = MenuDriver(desktop, icon)
+            menu = menus.open()
+            menus.click_selected(menu, menus.select(menu, "Up", 1))  # Quit
+            out.expect("tray returned")
+            assert proc.wait(timeout=10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

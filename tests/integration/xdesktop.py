@@ -126,12 +126,37 @@ def _start_xvfb() -> tuple[subprocess.Popen, str]:
     return proc, f":{number}"
 
 
-def _start_dbus() -> tuple[subprocess.Popen, str]:
+BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:tmpdir={tmp}</listen>
+  <auth>EXTERNAL</auth>
+  <servicedir>{services}</servicedir>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"""
+
+
+def _start_dbus(workdir: Path, services: dict[str, str], env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """A session bus whose only activatable services are `services` (name -> command), so
+    what happens does not depend on which daemons the machine has installed."""
+    service_dir = workdir / "dbus-services"
+    service_dir.mkdir(parents=True, exist_ok=True)
+    for name, command in services.items():
+        (service_dir / f"{name}.service").write_text(f"[D-BUS Service]\nName={name}\nExec={command}\n")
+    config = workdir / "bus.conf"
+    config.write_text(BUS_CONFIG.format(tmp=workdir, services=service_dir))
     proc = subprocess.Popen(
-        ["dbus-daemon", "--session", "--nofork", "--nopidfile", "--print-address=1"],
+        ["dbus-daemon", f"--config-file={config}", "--nofork", "--nopidfile", "--print-address=1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        env=env,  # activated services see the display, as on a real desktop
     )
     address = proc.stdout.readline().strip()
     if not address:
@@ -151,22 +176,18 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextmanager
-def x_desktop() -> Iterator[XDesktop]:
+def x_desktop(workdir: Path, services: dict[str, str] | None = None) -> Iterator[XDesktop]:
     """Xvfb + session bus + trayer docked at the top right, torn down in reverse."""
     procs: list[subprocess.Popen] = []
     try:
         xvfb, display = _start_xvfb()
         procs.append(xvfb)
-        bus, address = _start_dbus()
-        procs.append(bus)
-        env = {
-            **os.environ,
-            "DISPLAY": display,
-            "DBUS_SESSION_BUS_ADDRESS": address,
-            "NO_AT_BRIDGE": "1",  # no accessibility bus to look for
-            "GDK_BACKEND": "x11",
-        }
+        env = {**os.environ, "DISPLAY": display, "NO_AT_BRIDGE": "1", "GDK_BACKEND": "x11"}  # NO_AT_BRIDGE: no accessibility bus
         env.pop("WAYLAND_DISPLAY", None)
+        env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+        bus, address = _start_dbus(workdir, services or {}, env)
+        procs.append(bus)
+        env["DBUS_SESSION_BUS_ADDRESS"] = address
         desktop = XDesktop(env)
         trayer = subprocess.Popen(
             ["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel", "--width", "160",
