@@ -114,12 +114,9 @@ def check_running(config: Config) -> tuple[list[Finding], dict | None]:
 
 
 def check_sandbox(config: Config, name: str, status: dict | None) -> list[Finding]:
-    store = KeyStore(config.state_dir / "broker.db")
-    try:
+    with KeyStore(config.keystore_path) as store:
         names = {s.name for s in store.list()}
         paused = store.paused()
-    finally:
-        store.close()
     out = []
     if name not in names:
         out.append(Finding(PROBLEM, f"no sandbox named {name!r}", f"`inference-broker docker-args {name} --new`"))

@@ -50,7 +50,7 @@ class Service:
         self.profile = profile or find_profile(config.provider, config.profile_dirs)
         state = config.state_dir
         self.paths = ServicePaths(config.path or state / "config.yaml", config.audit_log, state)
-        self.keystore = KeyStore(state / "broker.db")
+        self.keystore = KeyStore(config.keystore_path)
         self.refresh_log = state / "refresh-events.jsonl"
         token_url = config.token_url or self.profile.token_url
         refresher = (OAuthRefresher(token_url, self.profile.client_id or "", config.refresh.request_timeout_seconds)

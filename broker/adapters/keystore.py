@@ -65,6 +65,12 @@ class KeyStore:
             self._db = db
         return self._db
 
+    def __enter__(self) -> "KeyStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if self._db is not None:
             self.flush()

@@ -23,7 +23,6 @@ from broker.core.listen import parse_listen
 
 log = logging.getLogger(__name__)
 
-KEYSTORE_FILE = "broker.db"  # the service's key store in state_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,14 +51,10 @@ def _bound(config: Config) -> list[str]:
 
 
 def _known(config: Config, name: str) -> bool | None:
-    path = config.state_dir / KEYSTORE_FILE
-    if not path.exists():
+    if not config.keystore_path.exists():
         return None
-    store = KeyStore(path)
-    try:
+    with KeyStore(config.keystore_path) as store:
         return any(s.name == name for s in store.list())
-    finally:
-        store.close()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -45,11 +45,8 @@ def issue(config: Config, name: str, rotate: bool = False) -> str:
     reply = ask_or_none(config, {"op": "sandbox_rotate" if rotate else "sandbox_add", "name": name})
     if reply is not None:
         return reply["key"]
-    store = KeyStore(config.state_dir / "broker.db")
-    try:
+    with KeyStore(config.keystore_path) as store:
         return store.rotate(name) if rotate else store.add(name)
-    finally:
-        store.close()
 
 
 def add(args: argparse.Namespace) -> int:
@@ -73,11 +70,8 @@ def list_(args: argparse.Namespace) -> int:
     if reply is not None:
         rows = reply["sandboxes"]
     else:
-        store = KeyStore(config.state_dir / "broker.db")
-        try:
+        with KeyStore(config.keystore_path) as store:
             rows = [s.to_json() for s in store.list()]
-        finally:
-            store.close()
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -104,8 +98,7 @@ def revoke(args: argparse.Namespace) -> int:
     if _perform(config, "revoke_all" if args.all else "revoke_sandbox", None if args.all else args.name):
         print("revoked" + (" every sandbox key" if args.all else f" {args.name}"))
         return 0
-    store = KeyStore(config.state_dir / "broker.db")
-    try:
+    with KeyStore(config.keystore_path) as store:
         if args.all:
             print(f"revoked {store.revoke_all()} sandbox key(s)")
         elif store.revoke(args.name):
@@ -113,19 +106,14 @@ def revoke(args: argparse.Namespace) -> int:
         else:
             print(f"no sandbox named {args.name!r}", file=sys.stderr)
             return 1
-    finally:
-        store.close()
     return 0
 
 
 def _set_paused(args: argparse.Namespace, paused: bool) -> int:
     config = config_of(args)
     if not _perform(config, "pause" if paused else "resume"):
-        store = KeyStore(config.state_dir / "broker.db")
-        try:
+        with KeyStore(config.keystore_path) as store:
             store.set_paused(paused)
-        finally:
-            store.close()
     print("sandbox access paused" if paused else "sandbox access resumed")
     return 0
 

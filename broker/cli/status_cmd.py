@@ -30,12 +30,9 @@ def offline_status(config: Config) -> dict[str, Any]:
                           login_hint=profile.login_hint or "run `claude /login` on the host")
     tokens.load_now()
     token = tokens.status()
-    store = KeyStore(config.state_dir / "broker.db")
-    try:
+    with KeyStore(config.keystore_path) as store:
         sandboxes = [s.to_json() for s in store.list()]
         paused = store.paused()
-    finally:
-        store.close()
     return {
         "running": False,
         "provider": profile.name,

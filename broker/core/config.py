@@ -75,6 +75,10 @@ class Config:
         return self.state_dir / "broker.sock"
 
     @property
+    def keystore_path(self) -> Path:
+        return self.state_dir / "broker.db"
+
+    @property
     def audit_log(self) -> Path:
         return self.state_dir / "audit.jsonl"
 
