@@ -141,7 +141,7 @@ def run_checks(config: Config, profile: Profile, sources: list[CredentialSource]
                 Finding(OK, f"provider: {profile.name} ({profile.description})")]
     findings += check_sources(sources, now)
     findings += check_state_dir(config)
-    findings += check_listen(config, docker_net.bridge_gateway())
+    findings += check_listen(config, docker_net.bridge_gateway(config.docker_bridge))
     running, status = check_running(config)
     findings += running
     if sandbox:

@@ -79,7 +79,7 @@ class Service:
                                  token_margin=self.config.refresh.proxy_margin_seconds, on_change=self._changed)
         self._audit = audit
         specs = [parse_listen(e) for e in self.config.listen]
-        gateway = docker_net.bridge_gateway() if any(s.is_docker for s in specs) else None
+        gateway = docker_net.bridge_gateway(self.config.docker_bridge) if any(s.is_docker for s in specs) else None
         binds, warnings = resolve_listen(specs, gateway)
         for w in warnings:
             log.warning("%s", w)
@@ -128,7 +128,7 @@ class Service:
                 log.error("housekeeping failed: %s", exc)
 
     async def _bind_docker_late(self, specs: list) -> None:
-        gateway = await docker_net.watch_bridge()
+        gateway = await docker_net.watch_bridge(interval=self.config.docker_poll_seconds, name=self.config.docker_bridge)
         assert self.proxy is not None
         for spec in specs:
             try:
@@ -202,7 +202,7 @@ class Service:
     def docker_run_flags(self, key: str | None = None) -> str:
         specs = [parse_listen(e) for e in self.config.listen]
         bound = self.proxy.bound if self.proxy else []
-        port = dockerargs.sandbox_port(specs, bound, docker_net.bridge_gateway())
+        port = dockerargs.sandbox_port(specs, bound, docker_net.bridge_gateway(self.config.docker_bridge))
         return dockerargs.run_line(dockerargs.base_url(port), key)
 
     def _record_refresh(self, event: dict[str, Any]) -> None:

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.port is not None:
         port = args.port
     else:
-        gateway = docker_net.bridge_gateway()
+        gateway = docker_net.bridge_gateway(config.docker_bridge)
         port = dockerargs.sandbox_port(specs, _bound(config), gateway)
     if sys.platform.startswith("linux") and not dockerargs.reaches_containers(specs):
         print("warning: the broker listens on loopback only, which containers of the Linux docker "

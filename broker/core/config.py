@@ -69,6 +69,8 @@ class Config:
     proxy: ProxySettings = field(default_factory=ProxySettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     log_level: str = "info"
+    docker_bridge: str = "docker0"  # the interface `docker` in `listen` stands for
+    docker_poll_seconds: float = 5.0  # how often to look for it while it is missing
 
     @property
     def control_socket(self) -> Path:
@@ -172,6 +174,8 @@ def parse_config(text: str, where: str, path: Path | None = None) -> Config:
         proxy=proxy,
         audit=audit,
         log_level=f.choice("log_level", ("debug", "info", "warning", "error"), defaults.log_level),
+        docker_bridge=f.get("docker_bridge", str, defaults.docker_bridge),
+        docker_poll_seconds=f.positive("docker_poll_seconds", defaults.docker_poll_seconds),
     )
     f.done()
     _check_listen(config.listen, where)
