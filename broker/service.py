@@ -165,9 +165,13 @@ class Service:
         )
 
     def _autostart_front(self):  # noqa: ANN202 - adapters.autostart.Autostart
-        from broker.adapters.autostart import Autostart
+        from broker.adapters.autostart import Autostart, broker_argv
+        from broker.core.config import default_config_path
 
-        return Autostart.here(state_dir=self.config.state_dir)
+        # A login item has none of this shell's environment: name a non-default config file.
+        path = self.config.path
+        explicit = path if path is not None and path != default_config_path({}) else None
+        return Autostart.here(argv=broker_argv(explicit), state_dir=self.config.state_dir)
 
     def _autostart_enabled(self) -> bool:
         try:
