@@ -1,0 +1,201 @@
+"""Fixtures for proxy tests: a real Service on 127.0.0.1:0 between real clients and the fakes.
+
+Only Anthropic's servers are faked (the API and the OAuth token endpoint); the proxy, key
+store, audit log, token manager, credentials file and its watcher are the real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx  # the anthropic SDK 2.x transport library
+import pytest
+
+from broker.core.config import Config, CredentialSettings, ProxySettings, RefreshSettings
+from broker.service import Service
+from tests.conftest import write_login
+from tests.fakes.token_endpoint import FakeTokenEndpoint
+from tests.fakes.upstream import FakeAnthropic
+
+SDK_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "ANTHROPIC_PROFILE",
+           "ANTHROPIC_CONFIG_DIR", "ANTHROPIC_CUSTOM_HEADERS", "XDG_CONFIG_HOME", "CLAUDE_CONFIG_DIR",
+           "INFERENCE_BROKER_CONFIG")
+
+
+@pytest.fixture
+def sdk_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Keep SDKs and the broker from finding this machine's real credentials or config."""
+    for name in SDK_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+    """Poll until `predicate()` holds: a deadline, not a sleep."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout} s")
+        await asyncio.sleep(0.01)
+
+
+class Seen:
+    """Every status line, header and body byte a client received, to search for secrets."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def add(self, data: bytes | str) -> None:
+        self.chunks.append(data if isinstance(data, bytes) else data.encode("utf-8", "surrogateescape"))
+
+    def add_headers(self, headers: Any) -> None:
+        for name, value in headers.items():
+            self.add(f"{name}: {value}")
+
+    def text(self) -> str:
+        return b"\n".join(self.chunks).decode("utf-8", "replace")
+
+
+class _TeeSync(httpx.SyncByteStream):
+    def __init__(self, inner: Any, seen: Seen) -> None:
+        self.inner, self.seen = inner, seen
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.inner:
+            self.seen.add(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _TeeAsync(httpx.AsyncByteStream):
+    def __init__(self, inner: Any, seen: Seen) -> None:
+        self.inner, self.seen = inner, seen
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self.inner:
+            self.seen.add(chunk)
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class RecordingTransport(httpx.HTTPTransport):
+    """An httpx transport for the SDK that records what came back, as it streams."""
+
+    def __init__(self, seen: Seen, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.seen = seen
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        resp = super().handle_request(request)
+        self.seen.add_headers(resp.headers)
+        resp.stream = _TeeSync(resp.stream, self.seen)
+        return resp
+
+
+class AsyncRecordingTransport(httpx.AsyncHTTPTransport):
+    def __init__(self, seen: Seen, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.seen = seen
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        resp = await super().handle_async_request(request)
+        self.seen.add_headers(resp.headers)
+        resp.stream = _TeeAsync(resp.stream, self.seen)
+        return resp
+
+
+@dataclass
+class Broker:
+    """A running Service with its fakes and the paths a test inspects."""
+
+    service: Service
+    fake: FakeAnthropic
+    endpoint: FakeTokenEndpoint
+    creds: Path
+    keys: dict[str, str] = field(default_factory=dict)
+    seen: Seen = field(default_factory=Seen)
+
+    @property
+    def url(self) -> str:
+        assert self.service.proxy is not None
+        return f"http://{self.service.proxy.bound[0]}"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.service.config.state_dir
+
+    async def add_sandbox(self, name: str) -> str:
+        """Issue a key the way `sandbox add` does through a running broker."""
+        reply = await self.service.handle_control({"op": "sandbox_add", "name": name})
+        self.keys[name] = reply["key"]
+        return reply["key"]
+
+    def secrets(self) -> dict[str, str]:
+        """Every secret that must never reach a sandbox, a log or upstream (by a label)."""
+        out = {f"sandbox key {n}": k for n, k in self.keys.items()}
+        for i, t in enumerate(sorted(self.endpoint.valid_access | self.endpoint.live_refresh
+                                     | self.endpoint.spent_refresh)):
+            out[f"oauth token {i}"] = t
+        return out
+
+
+@pytest.fixture
+async def make_broker(tmp_path: Path, token_endpoint: FakeTokenEndpoint, token_url: str, aiohttp_server,
+                      sdk_env: None) -> AsyncIterator[Callable[..., Any]]:
+    """Start a real Service: `await make_broker(expires_in=..., proxy={...}, refresh={...})`.
+
+    `expires_in=None` writes no login at all (signed out). The fake upstream accepts exactly
+    the access tokens the fake token endpoint currently holds valid, and flags any sandbox
+    key it sees.
+    """
+    services: list[Service] = []
+    fakes: list[FakeAnthropic] = []
+
+    async def make(expires_in: float | None = 8 * 3600, proxy: dict[str, Any] | None = None,
+                   refresh: dict[str, Any] | None = None, **fake_kw: Any) -> Broker:
+        creds = tmp_path / "claude" / ".credentials.json"
+        if expires_in is not None:
+            access, refresh_token = token_endpoint.issue()
+            write_login(creds, access, refresh_token, time.time() + expires_in)
+        holder: dict[str, Broker] = {}
+        fake = FakeAnthropic(valid_tokens=lambda: token_endpoint.valid_access,
+                             forbidden=lambda: list(holder["b"].keys.values()), **fake_kw)
+        fakes.append(fake)
+        upstream = await aiohttp_server(fake.make_app())
+        config = Config(
+            listen=("127.0.0.1:0",),
+            state_dir=tmp_path / "state",
+            upstream_url=str(upstream.make_url("")).rstrip("/"),
+            token_url=token_url,
+            credentials=CredentialSettings(sources=("file",), file=creds),
+            refresh=RefreshSettings(**{"request_timeout_seconds": 5.0, **(refresh or {})}),
+            proxy=ProxySettings(**{"connect_timeout_seconds": 5.0, **(proxy or {})}),
+        )
+        service = Service(config)
+        service.set_autostart_probe(lambda: False)
+        await service.start()
+        services.append(service)
+        broker = Broker(service, fake, token_endpoint, creds)
+        holder["b"] = broker
+        return broker
+
+    yield make
+    for fake in fakes:  # a failed test must not leave the fake's server waiting on its gate
+        if fake.gate is not None:
+            fake.gate.set()
+    for service in services:
+        await service.stop()
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
