@@ -1,0 +1,253 @@
+"""The broker as a user runs it: `python -m broker run --no-tray` in its own process.
+
+The fakes run in server threads (the broker is another process, the SDK client blocks);
+the test drives the broker only through what a user has: a config file, the CLI, the
+credentials file Claude Code writes, signals, and HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx2 as httpx  # the anthropic SDK 2.x transport library
+import pytest
+import yaml
+
+from broker.adapters import control
+from broker.core.redact import fingerprint
+from tests.conftest import write_login
+from tests.fakes.threaded import ServerURL, serve_in_thread
+from tests.fakes.token_endpoint import FakeTokenEndpoint
+from tests.fakes.upstream import OAUTH_BETA, FakeAnthropic
+from tests.integration.conftest import SDK_ENV, RecordingTransport, Seen
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = "claude-haiku-4-5"
+REPLY = "Hello from the fake upstream"
+REQUEST = {"model": MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout} s")
+        time.sleep(0.02)
+
+
+@dataclass
+class Running:
+    """A broker process with its fakes, its files, and everything its clients were shown."""
+
+    proc: subprocess.Popen
+    env: dict[str, str]
+    state: Path
+    creds: Path
+    stderr: Path
+    endpoint: FakeTokenEndpoint
+    fake: FakeAnthropic
+    upstream: ServerURL
+    port: int = 0
+    keys: list[str] = field(default_factory=list)
+    seen: Seen = field(default_factory=Seen)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cli(self, *args: str, ok: bool = True, record: bool = True) -> subprocess.CompletedProcess:
+        """`inference-broker ARGS` as a user types it (the config comes from the environment)."""
+        done = subprocess.run([sys.executable, "-m", "broker", *args], env=self.env, cwd=REPO,
+                              capture_output=True, text=True, timeout=30)
+        if ok:
+            assert done.returncode == 0, (args, done.stdout, done.stderr)
+        if record:
+            self.seen.add(done.stdout)
+        self.seen.add(done.stderr)
+        return done
+
+    def sandbox_add(self, name: str) -> str:
+        key = self.cli("sandbox", "add", name, record=False).stdout.strip()  # shown once, by design
+        assert key.startswith("sk-ib-")
+        self.keys.append(key)
+        return key
+
+    def status(self) -> dict[str, Any]:
+        return json.loads(self.cli("status", "--json").stdout)
+
+    def sdk(self, key: str) -> anthropic.Anthropic:
+        return anthropic.Anthropic(base_url=self.url, api_key=key, max_retries=0, timeout=10,
+                                   http_client=httpx.Client(transport=RecordingTransport(self.seen)))
+
+    def secrets(self) -> list[str]:
+        return [*self.keys, *self.endpoint.valid_access, *self.endpoint.live_refresh, *self.endpoint.spent_refresh]
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[Running]:
+    endpoint = FakeTokenEndpoint()
+    holder: list[Running] = []
+    fake = FakeAnthropic(valid_tokens=lambda: endpoint.valid_access,
+                         forbidden=lambda: holder[0].keys if holder else ())
+    creds = tmp_path / "claude" / ".credentials.json"
+    access, refresh = endpoint.issue()
+    write_login(creds, access, refresh, time.time() + 8 * 3600)
+    state = tmp_path / "state"
+    config = tmp_path / "config.yaml"
+    with serve_in_thread(endpoint.make_app) as token_srv, serve_in_thread(fake.make_app) as upstream:
+        config.write_text(yaml.safe_dump({
+            "listen": ["127.0.0.1:0"],
+            "state_dir": str(state),
+            "upstream_url": str(upstream),
+            "token_url": f"{token_srv}/v1/oauth/token",
+            "credentials": {"sources": ["file"], "file": str(creds)},
+            "proxy": {"connect_timeout_seconds": 5},
+        }))
+        env = {k: v for k, v in os.environ.items() if k not in SDK_ENV}
+        env.update(HOME=str(tmp_path / "home"), INFERENCE_BROKER_CONFIG=str(config),
+                   PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+        env.pop("DISPLAY", None)
+        stderr = tmp_path / "broker.stderr"
+        with open(stderr, "wb") as err:
+            proc = subprocess.Popen([sys.executable, "-m", "broker", "run", "--no-tray"], env=env, cwd=REPO,
+                                    stdout=subprocess.DEVNULL, stderr=err)
+        r = Running(proc, env, state, creds, stderr, endpoint, fake, upstream)
+        holder.append(r)
+        try:
+            listen = state / "listen.json"
+
+            def ready() -> bool:
+                assert proc.poll() is None, f"the broker exited: {stderr.read_text()}"
+                return listen.exists() and control.is_running(state / "broker.sock")
+
+            wait_for(ready, 15, "broker ready")
+            (bound,) = json.loads(listen.read_text())["listen"]
+            r.port = int(bound.rsplit(":", 1)[1])
+            yield r
+        finally:
+            if fake.gate is not None:
+                upstream.call(fake.gate.set)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+    assert endpoint.problems == [], endpoint.problems
+
+
+def test_sandbox_streams_through_a_running_broker(running: Running):
+    """The issue's "Done when": `sandbox add demo`, then the SDK streams a reply through `run`."""
+    r = running
+    key = r.sandbox_add("demo")
+    with r.sdk(key) as client:
+        with client.messages.stream(**REQUEST) as stream:
+            assert "".join(stream.text_stream) == REPLY
+        assert client.messages.create(**REQUEST).content[0].text == REPLY
+    first_token = json.loads(r.creds.read_text())["claudeAiOauth"]["accessToken"]
+    assert [rec.header("authorization") for rec in r.fake.requests] == [[f"Bearer {first_token}"]] * 2
+    assert all(rec.header("anthropic-beta") == [OAUTH_BETA] for rec in r.fake.requests)
+
+    st = r.status()
+    assert st["running"] is True
+    tok = st["token"]
+    assert tok["state"] == "valid"
+    assert datetime.fromisoformat(tok["expires_at"]).tzinfo is not None
+    assert tok["source"] == f"file:{r.creds}"
+    assert tok["fingerprint"] == fingerprint(first_token)
+    assert st["refresh"]["mode"] == "own"
+    assert st["listen"] == [f"127.0.0.1:{r.port}"]
+    (demo,) = st["sandboxes"]
+    assert (demo["name"], demo["requests"], demo["input_tokens"], demo["output_tokens"]) == ("demo", 2, 22, 10)
+
+    # The host's Claude Code rotates its login (temp file + rename): the broker adopts it.
+    new_access, new_refresh = r.endpoint.issue()
+    write_login(r.creds, new_access, new_refresh, time.time() + 8 * 3600)
+    sock = r.state / "broker.sock"
+    wait_for(lambda: control.request(sock, {"op": "status"})["status"]["token"]["fingerprint"]
+             == fingerprint(new_access), 5, "rotated login adopted")
+    assert r.status()["token"]["fingerprint"] == fingerprint(new_access)
+    with r.sdk(key) as client:
+        assert client.messages.create(**REQUEST).content[0].text == REPLY
+    assert r.fake.requests[-1].header("authorization") == [f"Bearer {new_access}"]
+    assert r.endpoint.calls == 0  # adopted, not refreshed
+    assert r.fake.problems == []
+
+    for name in ("broker.db", "audit.jsonl", "listen.json", "broker.log", "refresh-events.jsonl"):
+        assert stat.S_IMODE(os.stat(r.state / name).st_mode) == 0o600, name
+    audit = [json.loads(line) for line in (r.state / "audit.jsonl").read_text().splitlines()]
+    assert [(a["sandbox"], a["status"], a["model"], a["output_tokens"]) for a in audit] == [("demo", 200, MODEL, 5)] * 3
+
+    r.proc.send_signal(signal.SIGTERM)
+    assert r.proc.wait(10) == 0
+    assert not sock.exists() and not (r.state / "listen.json").exists()
+    assert_no_secrets(r)
+
+
+def test_cli_revoke_pause_and_resume_reach_open_streams(running: Running):
+    r = running
+    key = r.sandbox_add("demo")
+    other = r.sandbox_add("other")
+    gate = r.fake.gate = asyncio.Event()  # bound to the server loop on first wait
+    with r.sdk(key) as client:
+        with client.messages.stream(**REQUEST) as stream:
+            events = iter(stream)
+            assert next(e for e in events if e.type == "content_block_delta").delta.text == "Hello "
+            assert r.cli("sandbox", "revoke", "demo").stdout.strip() == "revoked demo"
+            with pytest.raises(httpx.RemoteProtocolError):
+                for _ in events:
+                    pass
+        with pytest.raises(anthropic.AuthenticationError):
+            client.messages.create(**REQUEST)
+
+    with r.sdk(other) as client:
+        with client.messages.stream(**REQUEST) as stream:
+            events = iter(stream)
+            next(e for e in events if e.type == "content_block_delta")
+            r.cli("pause")
+            with pytest.raises(httpx.RemoteProtocolError):
+                for _ in events:
+                    pass
+        with pytest.raises(anthropic.PermissionDeniedError):
+            client.messages.create(**REQUEST)
+        assert r.status()["proxy"]["paused"] is True
+        r.cli("resume")
+        r.upstream.call(gate.set)
+        assert client.messages.create(**REQUEST).content[0].text == REPLY
+    wait_for(lambda: r.fake.streams_cancelled == 2, 5, "upstream streams cancelled")
+    assert [s["name"] for s in r.status()["sandboxes"]] == ["other"]
+    assert r.fake.problems == []
+    r.proc.send_signal(signal.SIGTERM)
+    assert r.proc.wait(10) == 0
+    assert_no_secrets(r)
+
+
+def assert_no_secrets(r: Running) -> None:
+    """No token or key in the broker's stderr, its files, or anything a client was shown."""
+    places = {"client-visible output": r.seen.text(), "broker stderr": r.stderr.read_text()}
+    for path in r.state.iterdir():
+        if path.is_file():
+            places[path.name] = path.read_bytes().decode("utf-8", "replace")
+    assert {"broker.log", "audit.jsonl", "refresh-events.jsonl", "broker.db"} <= set(places)
+    assert "listening on" in places["broker.log"]
+    secrets = r.secrets()
+    assert len(secrets) >= 3
+    for where, text in places.items():
+        for i, secret in enumerate(secrets):
+            assert secret not in text, f"secret #{i} ({secret[:9]}...) appears in {where}"
