@@ -199,7 +199,7 @@ class ProxyServer:
         async for chunk in request.content.iter_chunked(65536):
             size += len(chunk)
             if size > limit:
-                raise _TooLarge()
+                raise _TooLarge(size)
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -207,9 +207,11 @@ class ProxyServer:
                        entry: dict[str, Any]) -> web.StreamResponse:
         try:
             body = await self._read_body(request)
-        except _TooLarge:
+        except _TooLarge as too_large:
             entry["status"] = 413
-            return _error(refusal(413, f"request body over the {self.settings.max_body_bytes // (1024 * 1024)} MiB limit"))
+            bad = check_body_size(str(too_large.args[0]), self.settings.max_body_bytes)
+            assert bad is not None
+            return _error(bad)
         doc = _json_object(body) if body else None
         if request.method == "POST" and body and doc is None:
             entry["status"] = 400
