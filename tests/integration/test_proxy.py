@@ -190,9 +190,10 @@ async def test_headers_query_and_body_pass_as_they_should(make_broker, client_be
 # -- refusals --------------------------------------------------------------------------------
 
 
-async def _chunked(total: int):
-    for _ in range(total // 256):
-        yield b'{"x":"' + b"y" * 248 + b'"}'
+async def _chunked(total: int, piece: int = 16384):
+    """A body sent with Transfer-Encoding: chunked (no Content-Length)."""
+    for _ in range(total // piece):
+        yield b" " * piece
 
 
 async def _raw(b: Broker, head: str, body: bytes = b"") -> tuple[int, bytes]:
@@ -207,8 +208,9 @@ async def _raw(b: Broker, head: str, body: bytes = b"") -> tuple[int, bytes]:
     return int(data.split(b" ", 2)[1]), data
 
 
+LIMIT = 512 * 1024  # proxy.max_body_bytes in these tests: "0.5 MiB"
 REFUSALS = [
-    # (id, request, status, error type or None when the server answers without a JSON body)
+    # (id, request, status, error type)
     ("no-key", dict(key=None), 401, "authentication_error"),
     ("wrong-key", dict(key="sk-ib-" + "x" * 43), 401, "authentication_error"),
     ("bearer-and-x-api-key-differ", dict(headers=[("Authorization", "Bearer sk-ib-" + "z" * 43)]), 401,
@@ -217,7 +219,7 @@ REFUSALS = [
     ("oauth-profile", dict(method="GET", path="/api/oauth/profile", body=b""), 403, "permission_error"),
     ("evil-host", dict(headers={"Host": "evil.example"}), 403, "permission_error"),
     ("origin", dict(headers={"Origin": "https://evil.example"}), 403, "permission_error"),
-    ("content-length-over-limit", dict(body=b"{" + b" " * 2000 + b"}"), 413, "request_too_large"),
+    ("content-length-over-limit", dict(body=b"{" + b" " * LIMIT + b"}"), 413, "request_too_large"),
     ("chunked-over-limit", dict(body="chunked"), 413, "request_too_large"),
     ("malformed-json", dict(body=b'{"model": "claude-haiku-4-5", '), 400, "invalid_request_error"),
     ("json-not-an-object", dict(body=b"[1, 2]"), 400, "invalid_request_error"),
@@ -227,15 +229,18 @@ REFUSALS = [
 
 @pytest.mark.parametrize("req, status, error_type", [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS])
 async def test_refusals(make_broker, req, status, error_type):
-    b = await make_broker(proxy={"max_body_bytes": 1024})
+    b = await make_broker(proxy={"max_body_bytes": LIMIT})
     key = await b.add_sandbox("good")
     req = dict(req)
     req.setdefault("key", key)
     if req.get("body") == "chunked":
-        req["body"] = _chunked(4096)
+        req["body"] = _chunked(2 * LIMIT)  # no Content-Length: the limit holds while reading
     got, _, data = await call(b, **req)
     assert got == status, data
-    assert error_of(data)["type"] == error_type
+    err = error_of(data)
+    assert err["type"] == error_type
+    if status == 413:
+        assert err["message"] == "request body is larger than the 0.5 MiB limit"
     assert b.fake.requests == [] and b.fake.problems == []
 
 
