@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import stat
 from typing import Any
 
@@ -185,6 +186,33 @@ async def test_headers_query_and_body_pass_as_they_should(make_broker, client_be
     assert rec.header("user-agent") == ["claude-cli/2.1.197 (external, sdk-cli)"] and rec.header("x-app") == ["cli"]
     assert rec.header("authorization") == [bearer(b)] and rec.header("x-api-key") == []
     assert b.fake.problems == []
+
+
+async def test_api_key_helper_style_sends_the_key_both_ways(make_broker):
+    """Claude Code's apiKeyHelper sends one key as x-api-key and as Bearer: one key, accepted."""
+    b = await make_broker()
+    key = await b.add_sandbox("helper")
+    status, headers, data = await call(b, key=key, headers=[("Authorization", f"Bearer {key}")])
+    assert status == 200, data
+    assert headers["anthropic-ratelimit-unified-status"] == "allowed"  # plan headers reach the client
+    rec = b.fake.requests[0]
+    assert rec.header("authorization") == [bearer(b)] and rec.header("x-api-key") == []
+    assert b.fake.problems == []
+
+
+async def test_unreachable_upstream_is_a_502_in_anthropic_shape(make_broker):
+    b = await make_broker()
+    key = await b.add_sandbox("u")
+    with socket.socket() as s:  # a port on this machine that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    assert b.service.proxy is not None
+    b.service.proxy.upstream.base = f"http://127.0.0.1:{closed}"
+    status, _, data = await call(b, key=key)
+    assert status == 502
+    assert "cannot reach the upstream API" in error_of(data)["message"]
+    audit = read_jsonl(b.service.config.audit_log)
+    assert [(a["sandbox"], a["status"]) for a in audit] == [("u", 502)]
 
 
 # -- refusals --------------------------------------------------------------------------------
@@ -409,6 +437,19 @@ async def test_token_close_to_expiry_is_refreshed_before_forwarding(make_broker)
     assert b.fake.unauthorized == 0
     events = read_jsonl(b.state_dir / "refresh-events.jsonl")
     assert (events[-1]["trigger"], events[-1]["outcome"]) == ("request", "refreshed")
+    assert b.fake.problems == []
+
+
+async def test_failed_refresh_near_expiry_still_serves_the_valid_token(make_broker):
+    b = await make_broker(expires_in=400, refresh={"ahead_min_seconds": 60, "ahead_fraction": 0.01,
+                                                    "proxy_margin_seconds": 600})
+    key = await b.add_sandbox("m")
+    old = bearer(b)
+    b.endpoint.fail_next(500)
+    status, _, data = await call(b, key=key)
+    assert status == 200, data
+    assert b.endpoint.calls == 1 and b.fake.requests[0].header("authorization") == [old]
+    assert b.service.snapshot().token.state == "expiring"
     assert b.fake.problems == []
 
 
