@@ -194,9 +194,16 @@ def test_sandbox_streams_through_a_running_broker(running: Running):
     audit = [json.loads(line) for line in (r.state / "audit.jsonl").read_text().splitlines()]
     assert [(a["sandbox"], a["status"], a["model"], a["output_tokens"]) for a in audit] == [("demo", 200, MODEL, 5)] * 3
 
+    listed = json.loads(r.cli("sandbox", "list", "--json").stdout)
+    assert [(s["name"], s["requests"], s["input_tokens"], s["output_tokens"]) for s in listed] == [("demo", 3, 33, 15)]
+
     r.proc.send_signal(signal.SIGTERM)
     assert r.proc.wait(10) == 0
     assert not sock.exists() and not (r.state / "listen.json").exists()
+    # Usage counters were saved on the way out: the key store alone still has them.
+    listed = json.loads(r.cli("sandbox", "list", "--json").stdout)
+    assert [(s["name"], s["requests"]) for s in listed] == [("demo", 3)]
+    assert r.status()["running"] is False
     assert_no_secrets(r)
 
 
