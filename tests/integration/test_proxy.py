@@ -19,6 +19,7 @@ import anthropic
 import httpx2 as httpx  # the anthropic SDK 2.x transport library
 import pytest
 
+from broker.adapters.keystore import KeyStore
 from broker.core.actions import Action
 from tests.integration.conftest import (
     AsyncRecordingTransport,
@@ -367,6 +368,40 @@ async def test_revoke_all_ends_every_stream(make_broker):
                 await c.messages.create(**REQUEST)
     await eventually(lambda: b.fake.streams_cancelled == 2, what="upstream requests cancelled")
     assert b.service.snapshot().sandboxes == () and b.service.snapshot().proxy.active_streams == 0
+    assert b.fake.problems == []
+
+
+async def test_rotating_a_key_ends_the_old_keys_stream(make_broker):
+    b = await make_broker(gate=asyncio.Event())
+    old = await b.add_sandbox("rot")
+    async with async_sdk(b, old) as client:
+        manager, stream, _ = await gated_stream(b, client)
+        new = (await b.service.handle_control({"op": "sandbox_rotate", "name": "rot"}))["key"]
+        b.keys["rot (new)"] = new
+        with pytest.raises(STREAM_CUT):
+            await drain(stream)
+        await manager.__aexit__(None, None, None)
+        with pytest.raises(anthropic.AuthenticationError):
+            await client.messages.create(**REQUEST)
+    b.fake.gate.set()
+    async with async_sdk(b, new) as client:
+        assert (await client.messages.create(**REQUEST)).content[0].text == REPLY
+    assert b.fake.problems == []
+
+
+async def test_revoke_by_another_process_reaches_open_streams(make_broker):
+    """The CLI with no broker to talk to writes the key store directly; the broker notices."""
+    b = await make_broker(gate=asyncio.Event())
+    doomed = await b.add_sandbox("doomed")
+    async with async_sdk(b, doomed) as client:
+        manager, stream, _ = await gated_stream(b, client)
+        with KeyStore(b.service.config.keystore_path) as other_process:
+            assert other_process.revoke("doomed")
+        with pytest.raises(STREAM_CUT):  # within the broker's housekeeping tick
+            await drain(stream)
+        await manager.__aexit__(None, None, None)
+        with pytest.raises(anthropic.AuthenticationError):
+            await client.messages.create(**REQUEST)
     assert b.fake.problems == []
 
 
