@@ -42,6 +42,13 @@ REPLY = "Hello from the fake upstream"
 REQUEST = {"model": MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
 
 
+def audit_lines(r: "Running", count: int) -> list[dict[str, Any]]:
+    """The audit log once it has `count` lines (each is written just after its response ends)."""
+    path = r.state / "audit.jsonl"
+    wait_for(lambda: path.exists() and len(path.read_text().splitlines()) >= count, 5, f"{count} audit lines")
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -164,6 +171,7 @@ def test_sandbox_streams_through_a_running_broker(running: Running):
     assert [rec.header("authorization") for rec in r.fake.requests] == [[f"Bearer {first_token}"]] * 2
     assert all(rec.header("anthropic-beta") == [OAUTH_BETA] for rec in r.fake.requests)
 
+    audit_lines(r, 2)
     st = r.status()
     assert st["running"] is True
     tok = st["token"]
@@ -191,7 +199,7 @@ def test_sandbox_streams_through_a_running_broker(running: Running):
 
     for name in ("broker.db", "audit.jsonl", "listen.json", "broker.log", "refresh-events.jsonl"):
         assert stat.S_IMODE(os.stat(r.state / name).st_mode) == 0o600, name
-    audit = [json.loads(line) for line in (r.state / "audit.jsonl").read_text().splitlines()]
+    audit = audit_lines(r, 3)
     assert [(a["sandbox"], a["status"], a["model"], a["output_tokens"]) for a in audit] == [("demo", 200, MODEL, 5)] * 3
 
     listed = json.loads(r.cli("sandbox", "list", "--json").stdout)

@@ -86,6 +86,14 @@ def bearer(b: Broker) -> str:
     return f"Bearer {login.access_token}"
 
 
+async def audit_lines(b: Broker, count: int) -> list[dict[str, Any]]:
+    """The audit log once it has `count` lines: a line is written just after the client has
+    its last byte, so a test must not read it the instant a response ends."""
+    path = b.service.config.audit_log
+    await eventually(lambda: path.exists() and len(read_jsonl(path)) >= count, what=f"{count} audit lines")
+    return read_jsonl(path)
+
+
 async def gated_stream(b: Broker, client: anthropic.AsyncAnthropic) -> tuple[Any, Any, str]:
     """Open a stream the fake holds after its first text delta; return (manager, stream, text).
 
@@ -212,7 +220,7 @@ async def test_unreachable_upstream_is_a_502_in_anthropic_shape(make_broker):
     status, _, data = await call(b, key=key)
     assert status == 502
     assert "cannot reach the upstream API" in error_of(data)["message"]
-    audit = read_jsonl(b.service.config.audit_log)
+    audit = await audit_lines(b, 1)
     assert [(a["sandbox"], a["status"]) for a in audit] == [("u", 502)]
 
 
@@ -327,7 +335,7 @@ async def test_revoking_a_key_ends_its_open_stream_only(make_broker):
     await eventually(lambda: b.fake.streams_cancelled == 1, what="upstream request cancelled")
     assert b.fake.streams_completed == 1
     assert [s.name for s in b.service.snapshot().sandboxes] == ["other"]
-    ended = [e for e in read_jsonl(b.service.config.audit_log) if e["sandbox"] == "doomed"]
+    ended = [e for e in await audit_lines(b, 2) if e["sandbox"] == "doomed"]
     assert len(ended) == 1 and ended[0]["outcome"].startswith("ended")
     assert b.fake.problems == []
 
@@ -512,6 +520,7 @@ async def test_usage_and_audit_from_json_and_sse(make_broker):
     assert status == 200 and b"message_stop" in data
     status, _, _ = await call(b, key="sk-ib-" + "w" * 43)  # refused: no sandbox, no audit line
     assert status == 401
+    audit = await audit_lines(b, 2)
     listed = {s["name"]: s for s in (await b.service.handle_control({"op": "sandbox_list"}))["sandboxes"]}
     assert (listed["counted"]["requests"], listed["counted"]["input_tokens"], listed["counted"]["output_tokens"]) == (2, 22, 10)
     assert listed["counted"]["last_used"] and listed["idle"]["requests"] == 0
@@ -519,7 +528,6 @@ async def test_usage_and_audit_from_json_and_sse(make_broker):
     assert {s.name: s.requests for s in b.service.keystore.list()} == {"counted": 2, "idle": 0}
     assert b.service.snapshot().proxy.requests_today == 2
 
-    audit = read_jsonl(b.service.config.audit_log)
     assert len(audit) == 2
     for line, path in zip(audit, ("/v1/messages", "/v1/messages")):
         assert line["sandbox"] == "counted" and line["model"] == MODEL and line["status"] == 200
@@ -547,6 +555,7 @@ async def test_no_secret_reaches_clients_logs_or_state_files(make_broker, caplog
         await call(b, **req)
     await b.service.perform(Action.REVOKE_SANDBOX, "s")
     await call(b, key=key)
+    await audit_lines(b, 3)  # the stream, the reply, the 500: every file is written now
     b.service.keystore.flush()
     assert b.endpoint.calls == 1 and b.fake.problems == []
 
