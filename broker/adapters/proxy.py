@@ -286,6 +286,12 @@ class ProxyServer:
                 log.warning("upstream stream idle too long; closing")
             except aiohttp.ClientPayloadError:
                 entry["outcome"] = "upstream ended the stream early"
+            except asyncio.CancelledError:
+                # Ended by a revoke, a pause or a client gone: the tokens upstream already
+                # counted (message_start's input) still belong to this sandbox's usage.
+                if tracker is not None:
+                    entry["usage"] = tracker.result()
+                raise
             usage = tracker.result() if tracker is not None else usage_from_json(b"".join(kept))
             if usage is not None:
                 entry["usage"] = usage
