@@ -337,6 +337,7 @@ async def test_revoking_a_key_ends_its_open_stream_only(make_broker):
     assert [s.name for s in b.service.snapshot().sandboxes] == ["other"]
     ended = [e for e in await audit_lines(b, 2) if e["sandbox"] == "doomed"]
     assert len(ended) == 1 and ended[0]["outcome"].startswith("ended")
+    assert ended[0]["input_tokens"] == 11  # message_start's count: spent upstream, still accounted
     assert b.fake.problems == []
 
 
@@ -428,6 +429,10 @@ async def test_client_going_away_cancels_the_upstream_request(make_broker):
     await eventually(lambda: b.fake.streams_cancelled == 1, what="upstream request cancelled")
     await eventually(lambda: b.service.snapshot().proxy.active_streams == 0, what="proxy stream ended")
     assert b.fake.streams_completed == 0 and b.fake.problems == []
+    (line,) = await audit_lines(b, 1)
+    assert line["outcome"].startswith("ended") and (line["input_tokens"], line["output_tokens"]) == (11, 1)
+    (leaver,) = b.service.snapshot().sandboxes
+    assert (leaver.requests, leaver.input_tokens, leaver.output_tokens) == (1, 11, 1)
 
 
 # -- the token: refresh on 401, ahead of expiry, none at all ----------------------------------
