@@ -18,6 +18,7 @@ import aiohttp
 import anthropic
 import httpx2 as httpx  # the anthropic SDK 2.x transport library
 import pytest
+from anthropic._constants import ANTHROPIC_API_VERSION as SDK_API_VERSION
 
 from broker.adapters.keystore import KeyStore
 from broker.core.actions import Action
@@ -140,10 +141,11 @@ async def test_sync_sdk_with_bearer_key(make_broker):
     assert counted.input_tokens == 11
     assert [m.id for m in models.data] == ["claude-sonnet-4-6", "claude-haiku-4-5"]
     assert [(r.method, r.path) for r in b.fake.requests] == [
-        ("POST", "/v1/messages"), ("POST", "/v1/messages"), ("POST", "/v1/messages/count_tokens"), ("GET", "/v1/models")]
+        ("POST", "/v1/messages"), ("POST", "/v1/messages"),
+        ("POST", "/v1/messages/count_tokens"), ("GET", "/v1/models")]
     for rec in b.fake.requests:
         assert rec.header("authorization") == [bearer(b)]
-        assert rec.header("anthropic-version") == ["2026-10-21"]  # SDK 2.x's version, kept
+        assert rec.header("anthropic-version") == [SDK_API_VERSION]  # the client's version, kept
         assert rec.header("anthropic-beta") == [OAUTH_BETA]
         assert rec.header("x-api-key") == []
     assert b.fake.problems == []
@@ -527,8 +529,9 @@ async def test_usage_and_audit_from_json_and_sse(make_broker):
     assert status == 401
     audit = await audit_lines(b, 2)
     listed = {s["name"]: s for s in (await b.service.handle_control({"op": "sandbox_list"}))["sandboxes"]}
-    assert (listed["counted"]["requests"], listed["counted"]["input_tokens"], listed["counted"]["output_tokens"]) == (2, 22, 10)
-    assert listed["counted"]["last_used"] and listed["idle"]["requests"] == 0
+    counted = listed["counted"]
+    assert (counted["requests"], counted["input_tokens"], counted["output_tokens"]) == (2, 22, 10)
+    assert counted["last_used"] and listed["idle"]["requests"] == 0
     b.service.keystore.flush()  # what `sandbox list` reads from the store with no broker running
     assert {s.name: s.requests for s in b.service.keystore.list()} == {"counted": 2, "idle": 0}
     assert b.service.snapshot().proxy.requests_today == 2
