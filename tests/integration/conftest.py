@@ -14,8 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx2 as httpx  # the anthropic SDK 2.x transport library
 import pytest
+
+try:  # the HTTP library the anthropic SDK runs on: httpx2 for SDK 2.x, httpx before
+    import httpx2 as httpx
+except ImportError:  # pragma: no cover - older SDKs
+    import httpx  # type: ignore[no-redef]
 
 from broker.core.config import Config, CredentialSettings, ProxySettings, RefreshSettings
 from broker.service import Service

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
-import httpx2 as httpx  # the anthropic SDK 2.x transport library
 import pytest
 import yaml
 
@@ -32,7 +31,7 @@ from tests.conftest import write_login
 from tests.fakes.threaded import ServerURL, serve_in_thread
 from tests.fakes.token_endpoint import FakeTokenEndpoint
 from tests.fakes.upstream import OAUTH_BETA, FakeAnthropic
-from tests.integration.conftest import SDK_ENV, RecordingTransport, Seen
+from tests.integration.conftest import SDK_ENV, RecordingTransport, Seen, httpx
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import aiohttp
 import anthropic
-import httpx2 as httpx  # the anthropic SDK 2.x transport library
 import pytest
 from anthropic._constants import ANTHROPIC_API_VERSION as SDK_API_VERSION
 
@@ -27,6 +26,7 @@ from tests.integration.conftest import (
     Broker,
     RecordingTransport,
     eventually,
+    httpx,
     read_jsonl,
 )
 from tests.fakes.upstream import OAUTH_BETA
