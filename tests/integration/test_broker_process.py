@@ -265,3 +265,41 @@ def assert_no_secrets(r: Running) -> None:
     for where, text in places.items():
         for i, secret in enumerate(secrets):
             assert secret not in text, f"secret #{i} ({secret[:9]}...) appears in {where}"
+
+
+def _stored(creds: Path) -> dict[str, Any]:
+    return json.loads(creds.read_text())
+
+
+def test_refresh_command_rotates_and_writes_back(running: Running) -> None:
+    before = _stored(running.creds)["claudeAiOauth"]
+    out = running.cli("refresh")
+    assert out.stdout.startswith("token:") and "valid" in out.stdout
+    after = _stored(running.creds)
+    oauth = after["claudeAiOauth"]
+    assert running.endpoint.calls == 1
+    assert oauth["accessToken"] != before["accessToken"] and oauth["accessToken"] in running.endpoint.valid_access
+    assert oauth["refreshToken"] in running.endpoint.live_refresh  # the host's Claude Code can use it next
+    assert stat.S_IMODE(os.stat(running.creds).st_mode) == 0o600
+    assert after["mcpOAuth"] and after["organizationUuid"] == "org-uuid-1" and oauth["somethingNew"] is True
+    tok = running.status()["token"]
+    assert tok["fingerprint"] == fingerprint(oauth["accessToken"]) and tok["last_refresh"]
+    events = [json.loads(x) for x in (running.state / "refresh-events.jsonl").read_text().splitlines()]
+    assert events[-1]["outcome"] == "refreshed" and events[-1]["trigger"] == "manual"
+
+
+def test_a_login_near_expiry_is_refreshed_on_schedule_and_written_back(running: Running) -> None:
+    access, refresh = running.endpoint.issue()
+    write_login(running.creds, access, refresh, time.time() + 120)  # the host logs in; 2 min left
+    wait_for(lambda: running.endpoint.calls == 1, 10, "a scheduled refresh")
+    wait_for(lambda: _stored(running.creds)["claudeAiOauth"]["accessToken"] not in (access,), 5, "write-back")
+    oauth = _stored(running.creds)["claudeAiOauth"]
+    assert oauth["accessToken"] in running.endpoint.valid_access
+    assert oauth["expiresAt"] > (time.time() + 7 * 3600) * 1000
+    assert refresh in running.endpoint.spent_refresh and oauth["refreshToken"] in running.endpoint.live_refresh
+
+
+def test_a_second_run_says_one_is_running_and_exits(running: Running) -> None:
+    second = running.cli("run", "--no-tray", ok=False)
+    assert second.returncode == 1 and "already running" in second.stderr
+    assert running.proc.poll() is None and control.is_running(running.state / "broker.sock")
