@@ -118,16 +118,18 @@ class TokenManager:
     async def token(self, min_valid: float = 0.0) -> str:
         """An access token valid for at least `min_valid` seconds if at all possible.
 
-        Refreshes first when the current one is closer to expiry; if that fails, returns the
-        current one while it is still valid. Raises NotLoggedIn when there is nothing usable.
+        Refreshes first when the current one is closer to expiry (unless a failed refresh is
+        backing off); if that fails, returns the current one while it is still valid. Raises
+        NotLoggedIn when there is nothing usable.
         """
         now = self.clock.time()
         login = self.login
-        if login is not None and login.expires_at is not None and login.expires_at - now < min_valid:
-            if self.mode == "own":
-                await self.refresh("request")
-            elif self.mode == "follow":
-                await self.reload("request")
+        if (login is not None and login.expires_at is not None and login.expires_at - now < min_valid
+                and self.mode == "own" and not self.signed_out_reason
+                and (self.next_retry_at is None or now >= self.next_retry_at)):
+            # Outside a backoff only: a failing endpoint must not see one call per request.
+            # (follow mode waits for the watchers to bring the host's new token.)
+            await self.refresh("request")
         login, now = self.login, self.clock.time()
         if login is None or self.signed_out_reason:
             raise NotLoggedIn(self.status().reason)

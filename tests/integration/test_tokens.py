@@ -260,3 +260,16 @@ async def test_follow_mode_never_calls_the_endpoint(make_manager, token_endpoint
     await clock.advance(300)
     assert m.status().state == s.EXPIRED
     assert token_endpoint.calls == 0
+
+
+async def test_requests_near_expiry_respect_the_backoff(make_manager, token_endpoint, creds, clock):
+    access, refresh = token_endpoint.issue()
+    write_login(creds, access, refresh, clock.time() + 500)  # inside a 600 s request margin
+    token_endpoint.fail_next(503, count=10)
+    m = await make_manager(ahead_min_seconds=60)  # not due on its own schedule yet
+    for _ in range(5):
+        assert await m.token(min_valid=600) == access  # still valid: served
+    assert token_endpoint.calls == 1  # one attempt, then the backoff holds
+    await clock.advance(2.0)  # the retry time (4 s step, equal jitter 0)
+    assert await m.token(min_valid=600) == access
+    assert token_endpoint.calls == 2
