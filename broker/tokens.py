@@ -191,7 +191,16 @@ class TokenManager:
         changed = False
         load_error = "; ".join(problems) or None
         if login is None:
-            if self.login is None:
+            if self.login is not None and not problems:
+                # Gone without a trace of an error: the host signed out (`claude /logout`).
+                # Forget it, rather than refresh it and write it back against their wish.
+                where = self.source.label if self.source else "its store"
+                self._event(trigger, "removed", self.login, None)
+                self.login = self.source = self.obtained_at = self.next_retry_at = None
+                self.last_error = f"the Claude login was removed from {where} (signed out on the host?)"
+                log.warning("%s", self.last_error)
+                changed = True
+            elif self.login is None:
                 changed = self.last_error != load_error
                 self.last_error = load_error
             elif load_error != self.load_error:
@@ -286,6 +295,9 @@ class TokenManager:
         except (CredentialsError, SourceUnavailable) as exc:
             self.load_error = exc.message
             return False
+        if fresh is None and self.login is not None:
+            self._adopt_read(None, None, [], trigger)  # removed on the host: sign out, don't write back
+            return True
         if fresh is not None and self.login is not None and not same_tokens(fresh, self.login):
             if fresh.refresh_token != self.login.refresh_token or (fresh.expires_at or 0) >= (self.login.expires_at or 0):
                 self._adopt(fresh, self.source, "adopted", f"{trigger}, rotated elsewhere")

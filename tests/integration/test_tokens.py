@@ -273,3 +273,30 @@ async def test_requests_near_expiry_respect_the_backoff(make_manager, token_endp
     await clock.advance(2.0)  # the retry time (4 s step, equal jitter 0)
     assert await m.token(min_valid=600) == access
     assert token_endpoint.calls == 2
+
+
+async def test_logout_on_the_host_signs_out_and_nothing_is_resurrected(make_manager, token_endpoint, creds, clock):
+    access, refresh = token_endpoint.issue()
+    write_login(creds, access, refresh, clock.time() + 200)  # due for refresh soon
+    m = await make_manager(watch=True, ahead_min_seconds=100)
+    creds.unlink()  # `claude /logout`
+    await eventually(lambda: m.status().state == s.SIGNED_OUT)
+    assert "removed" in m.status().reason
+    with pytest.raises(NotLoggedIn):
+        await m.token()
+    await clock.advance(150)  # past the refresh point: no refresh, no file written back
+    assert token_endpoint.calls == 0 and not creds.exists()
+    new_access, new_refresh = token_endpoint.issue()
+    write_login(creds, new_access, new_refresh, clock.time() + 8 * 3600)  # logs in again
+    await eventually(lambda: m.status().state == s.VALID)
+    assert await m.token() == new_access
+
+
+async def test_a_refresh_that_finds_the_login_removed_does_not_write_it_back(make_manager, token_endpoint, creds, clock):
+    access, refresh = token_endpoint.issue()
+    write_login(creds, access, refresh, clock.time() + 5000)
+    m = await make_manager(watch=False)  # the broker misses the deletion event
+    creds.unlink()
+    await m.refresh("manual")
+    assert token_endpoint.calls == 0 and not creds.exists()
+    assert m.status().state == s.SIGNED_OUT
