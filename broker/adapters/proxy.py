@@ -281,11 +281,16 @@ class ProxyServer:
                         kept.append(chunk)
                         kept_size += len(chunk)
                     await resp.write(chunk)
-            except asyncio.TimeoutError:
-                entry["outcome"] = "upstream went silent"
-                log.warning("upstream stream idle too long; closing")
-            except aiohttp.ClientPayloadError:
-                entry["outcome"] = "upstream ended the stream early"
+            except (asyncio.TimeoutError, aiohttp.ClientPayloadError) as exc:
+                # Half a reply must not look whole: cut the connection instead of ending cleanly.
+                silent = isinstance(exc, asyncio.TimeoutError)
+                entry["outcome"] = "upstream went silent" if silent else "upstream ended the stream early"
+                log.warning("%s; cutting the client's connection", entry["outcome"])
+                if tracker is not None:
+                    entry["usage"] = tracker.result()
+                if request.transport is not None:
+                    request.transport.abort()
+                return resp
             except asyncio.CancelledError:
                 # Ended by a revoke, a pause or a client gone: the tokens upstream already
                 # counted (message_start's input) still belong to this sandbox's usage.

@@ -583,3 +583,19 @@ async def test_no_secret_reaches_clients_logs_or_state_files(make_broker, caplog
         assert stat.S_IMODE(os.stat(state / name).st_mode) == 0o600, name
     assert stat.S_IMODE(os.stat(state).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(b.service.config.control_socket).st_mode) == 0o600
+
+
+async def test_upstream_silence_mid_stream_is_an_error_for_the_client(make_broker):
+    """An upstream that stops talking is cut after the idle timeout, and the client can tell:
+    the connection ends without a clean close, so no SDK mistakes half a reply for a whole one."""
+    b = await make_broker(gate=asyncio.Event(), proxy={"read_idle_timeout_seconds": 0.3})
+    key = await b.add_sandbox("silent")
+    async with async_sdk(b, key) as client:
+        manager, stream, first = await gated_stream(b, client)
+        assert first == "Hello "
+        with pytest.raises(Exception) as failure:
+            await drain(stream)  # the gate never opens: upstream goes silent
+        await manager.__aexit__(None, None, None)
+    assert not isinstance(failure.value, (AssertionError, asyncio.TimeoutError)), failure.value
+    lines = await audit_lines(b, 1)
+    assert lines[0]["outcome"] == "upstream went silent"
