@@ -23,7 +23,7 @@ from broker.adapters.audit import AuditLog
 from broker.adapters.keystore import KeyStore
 from broker.adapters.upstream import Upstream
 from broker.core.config import ProxySettings
-from broker.core.errors import NotLoggedIn
+from broker.core.errors import BrokerError, NotLoggedIn
 from broker.core.guards import Refusal, check_body_size, check_host, check_origin, check_path, refusal
 from broker.core.headers import rewrite_request_headers, rewrite_response_headers
 from broker.core.keys import extract_key, match_key
@@ -122,7 +122,12 @@ class ProxyServer:
     async def add_site(self, host: str, port: int) -> str:
         assert self._runner is not None
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise BrokerError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (another broker, or "
+                              "another program, may hold the port; change `listen` in the config)",
+                              title="Cannot listen") from None
         sock = site._server.sockets[0]  # type: ignore[union-attr]
         real_port = sock.getsockname()[1]
         shown = f"[{host}]:{real_port}" if ":" in host else f"{host}:{real_port}"

@@ -303,3 +303,13 @@ def test_a_second_run_says_one_is_running_and_exits(running: Running) -> None:
     second = running.cli("run", "--no-tray", ok=False)
     assert second.returncode == 1 and "already running" in second.stderr
     assert running.proc.poll() is None and control.is_running(running.state / "broker.sock")
+
+
+def test_a_port_in_use_is_a_clear_error(running: Running, tmp_path: Path) -> None:
+    config = tmp_path / "other.yaml"
+    config.write_text(yaml.safe_dump({"listen": [f"127.0.0.1:{running.port}"], "state_dir": str(tmp_path / "other"),
+                                      "credentials": {"sources": ["file"], "file": str(running.creds)}}))
+    done = subprocess.run([sys.executable, "-m", "broker", "--config", str(config), "run", "--no-tray"],
+                          env=running.env, cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{running.port}" in done.stderr and "Traceback" not in done.stderr
