@@ -330,7 +330,7 @@ class ProxyServer:
                 self.audit.write(entry)
             except Exception as exc:
                 log.error("cannot write the audit log: %s", exc)
-        log.info("%s %s %s -> %s (%s ms)", name, entry.get("method"), entry.get("path"), entry.get("status"),
+        log.debug("%s %s %s -> %s (%s ms)", name, entry.get("method"), entry.get("path"), entry.get("status"),
                  entry.get("latency_ms"))
         self.on_change()
 
