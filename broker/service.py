@@ -157,6 +157,7 @@ class Service:
                 paused=proxy.paused if proxy else False,
                 requests_today=proxy.requests_today if proxy else 0,
                 active_streams=proxy.active_streams if proxy else 0,
+                plan_limits=tuple(sorted(proxy.plan_limits.items())) if proxy else (),
             ),
             sandboxes=tuple(self.keystore.list()),
             provider=self.profile.name,

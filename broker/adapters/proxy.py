@@ -29,7 +29,7 @@ from broker.core.headers import rewrite_request_headers, rewrite_response_header
 from broker.core.keys import extract_key, match_key
 from broker.core.profiles import Profile
 from broker.core.ratelimit import FailureLimiter
-from broker.core.usage import SSEUsageTracker, Usage, usage_from_json
+from broker.core.usage import SSEUsageTracker, Usage, plan_limits, usage_from_json
 from broker.tokens import TokenManager
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class ProxyServer:
         self._paused = False
         self._day = date.today()
         self.requests_today = 0
+        self.plan_limits: dict[str, str] = {}  # the latest plan-limit headers upstream sent
         self.reload_keys()
 
     # -- keys and pause, shared with the CLI through the key store
@@ -267,6 +268,9 @@ class ProxyServer:
     async def _relay(self, request: web.Request, up: aiohttp.ClientResponse, secrets: list[str],
                      entry: dict[str, Any]) -> web.StreamResponse:
         entry["status"] = up.status
+        limits = plan_limits(up.headers)
+        if limits:
+            self.plan_limits = limits
         try:
             out_headers = rewrite_response_headers(
                 [(k.decode("latin-1"), v.decode("latin-1")) for k, v in up.raw_headers], secrets)

@@ -39,7 +39,7 @@ def offline_status(config: Config) -> dict[str, Any]:
         "token": token.to_json(),
         "refresh": {"mode": token.mode},
         "listen": [],
-        "proxy": {"listen": [], "paused": paused, "requests_today": 0, "active_streams": 0},
+        "proxy": {"listen": [], "paused": paused, "requests_today": 0, "active_streams": 0, "plan_limits": {}},
         "sandboxes": sandboxes,
     }
 
@@ -73,6 +73,11 @@ def render(st: dict[str, Any]) -> str:
                      f"{p['requests_today']} request(s) today, {p['active_streams']} in flight")
     elif p["paused"]:
         lines.append("proxy:    access is paused (`inference-broker resume`)")
+    limits = p.get("plan_limits") or {}
+    if limits:
+        shown = ", ".join(f"{k} {limits[k]}" for k in ("status", "5h-utilization", "7d-utilization") if k in limits)
+        lines.append(f"plan:     {shown or ', '.join(f'{k} {v}' for k, v in sorted(limits.items()))} "
+                     "(as the API last reported)")
     sbs = st["sandboxes"]
     lines.append(f"sandboxes: {len(sbs) or 'none — `inference-broker sandbox add NAME` issues a key'}")
     for s in sbs:

@@ -80,6 +80,9 @@ class ProxyStatus:
     paused: bool = False
     requests_today: int = 0
     active_streams: int = 0
+    # The latest `anthropic-ratelimit-unified-*` response headers, prefix removed
+    # (e.g. ("5h-utilization", "0.42")): how much of the plan's window is used.
+    plan_limits: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +90,7 @@ class ProxyStatus:
             "paused": self.paused,
             "requests_today": self.requests_today,
             "active_streams": self.active_streams,
+            "plan_limits": dict(self.plan_limits),
         }
 
 

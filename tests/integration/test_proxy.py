@@ -599,3 +599,18 @@ async def test_upstream_silence_mid_stream_is_an_error_for_the_client(make_broke
     assert not isinstance(failure.value, (AssertionError, asyncio.TimeoutError)), failure.value
     lines = await audit_lines(b, 1)
     assert lines[0]["outcome"] == "upstream went silent"
+
+
+async def test_plan_limits_from_upstream_reach_the_status(make_broker):
+    b = await make_broker()
+    key = await b.add_sandbox("limits")
+    assert b.service.snapshot().to_json()["proxy"]["plan_limits"] == {}
+    status, headers, _ = await call(b, key=key)
+    assert status == 200
+    limits = b.service.snapshot().to_json()["proxy"]["plan_limits"]
+    assert limits["status"] == "allowed" and limits["5h-utilization"] == "0.25"
+    assert limits["7d-utilization"] == "0.5" and "5h-reset" in limits
+    from broker.cli.status_cmd import render
+
+    text = render({"running": True, **b.service.snapshot().to_json()})
+    assert "plan:     status allowed, 5h-utilization 0.25, 7d-utilization 0.5" in text
