@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from broker.core.actions import Action
+from broker.core.policy import duration_words
 from broker.core.snapshot import (
     EXPIRED,
     EXPIRING,
@@ -48,21 +49,6 @@ class MenuEntry:
 
 
 SEPARATOR = MenuEntry(label="", separator=True, enabled=False)
-
-
-def duration_words(seconds: float) -> str:
-    """'40 s', '12 min', '5 h 12 min', '2 d 3 h': short enough for a menu line."""
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s} s"
-    minutes = s // 60
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
 
 
 def ago_words(then: float | None, now: float) -> str:

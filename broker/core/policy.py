@@ -40,13 +40,18 @@ def backoff_delay(attempt: int, settings: RefreshSettings, jitter: float,
 
 
 def duration_words(seconds: float) -> str:
-    """'5 h 12 min', '14 min', '40 s' — how people read a countdown."""
-    seconds = max(0, int(seconds))
-    if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
-    if seconds >= 60:
-        return f"{seconds // 60} min"
-    return f"{seconds} s"
+    """'40 s', '12 min', '5 h 12 min', '2 d 3 h' — how people read a countdown (status, tray)."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s} s"
+    minutes = s // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
 
 
 @dataclass(frozen=True)

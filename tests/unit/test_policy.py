@@ -41,6 +41,6 @@ def test_token_state(facts, state, words):
     assert got_state == state and words in reason
 
 
-@pytest.mark.parametrize("secs, words", [(0, "0 s"), (59, "59 s"), (60, "1 min"), (3599, "59 min"), (3600 * 25, "25 h 0 min")])
+@pytest.mark.parametrize("secs, words", [(0, "0 s"), (59, "59 s"), (60, "1 min"), (3599, "59 min"), (3600 * 25, "1 d 1 h")])
 def test_duration_words(secs, words):
     assert duration_words(secs) == words
