@@ -163,13 +163,23 @@ class _Poller:
         return hashlib.sha256(str(value).encode()).hexdigest()
 
 
-class KeychainSource(CredentialSource):
-    """Claude Code's own credentials item (the same JSON as the file)."""
-
-    kind = "keychain"
+class _StoreSource(CredentialSource):
+    """A source kept in a SecretStore: usable when the store is, watched by polling it."""
 
     def __init__(self, store: SecretStore, poll_seconds: float = 30.0) -> None:
         self.store, self.poll_seconds = store, poll_seconds
+
+    def unavailable(self) -> str | None:
+        return self.store.unavailable()
+
+    def watch(self, on_change: Callable[[], None]) -> Unwatch:
+        return _Poller(self.store.get, on_change, self.poll_seconds).start()
+
+
+class KeychainSource(_StoreSource):
+    """Claude Code's own credentials item (the same JSON as the file)."""
+
+    kind = "keychain"
 
     @classmethod
     def for_claude_code(cls, env: Mapping[str, str] = os.environ, poll_seconds: float = 30.0,
@@ -179,9 +189,6 @@ class KeychainSource(CredentialSource):
     @property
     def label(self) -> str:
         return f"keychain:{self.store.service}"
-
-    def unavailable(self) -> str | None:
-        return self.store.unavailable()
 
     def load(self) -> OAuthLogin | None:
         value = self.store.get()
@@ -195,11 +202,8 @@ class KeychainSource(CredentialSource):
     def save(self, login: OAuthLogin) -> None:
         self.store.set(serialize_login(login).strip())
 
-    def watch(self, on_change: Callable[[], None]) -> Unwatch:
-        return _Poller(self.store.get, on_change, self.poll_seconds).start()
 
-
-class KeyringSecretSource(CredentialSource):
+class KeyringSecretSource(_StoreSource):
     """A long-lived secret of the broker's own (a `claude setup-token` token or an API key).
 
     It is never refreshed, so it shares no refresh chain with the host's Claude Code.
@@ -209,14 +213,12 @@ class KeyringSecretSource(CredentialSource):
     refreshable = False
 
     def __init__(self, store: SecretStore, poll_seconds: float = 30.0, kind: str = "setup-token") -> None:
-        self.store, self.poll_seconds, self.kind = store, poll_seconds, kind
+        super().__init__(store, poll_seconds)
+        self.kind = kind
 
     @property
     def label(self) -> str:
         return f"keyring:{self.store.service}/{self.store.account}"
-
-    def unavailable(self) -> str | None:
-        return self.store.unavailable()
 
     def load(self) -> OAuthLogin | None:
         value = (self.store.get() or "").strip()
@@ -224,6 +226,3 @@ class KeyringSecretSource(CredentialSource):
 
     def save(self, login: OAuthLogin) -> None:
         self.store.set(login.access_token)
-
-    def watch(self, on_change: Callable[[], None]) -> Unwatch:
-        return _Poller(self.store.get, on_change, self.poll_seconds).start()
