@@ -178,8 +178,12 @@ class TokenManager:
     async def reload(self, trigger: str) -> None:
         """Re-read the sources and adopt a login that changed (a new `claude /login`)."""
         async with self._lock:
-            login, source, problems = await asyncio.to_thread(self._read_all)
-            self._adopt_read(login, source, problems, trigger)
+            await self._read_and_adopt(trigger)
+
+    async def _read_and_adopt(self, trigger: str) -> None:
+        """Read every source off the loop and adopt what changed (the caller holds the lock)."""
+        login, source, problems = await asyncio.to_thread(self._read_all)
+        self._adopt_read(login, source, problems, trigger)
 
     def load_now(self) -> None:
         """Read the sources once, synchronously (for `status`/`doctor` with no broker running)."""
@@ -243,8 +247,7 @@ class TokenManager:
 
     async def _refresh_locked(self, trigger: str) -> None:
         if self.mode != "own" or self.refresher is None:
-            login, source, problems = await asyncio.to_thread(self._read_all)
-            self._adopt_read(login, source, problems, trigger)
+            await self._read_and_adopt(trigger)
             return
         try:
             async with _ProcessLock(self.lock_path):

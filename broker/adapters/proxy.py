@@ -72,8 +72,7 @@ class ProxyServer:
         if not self.keystore.changed():
             return
         before = set(self._hashes)
-        self._hashes = self.keystore.hashes()
-        self._paused = self.keystore.paused()
+        self.reload_keys()
         gone = {n for n in before if n not in self._hashes}
         if self._paused:
             self.end_streams()
