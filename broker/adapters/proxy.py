@@ -51,6 +51,8 @@ class ProxyServer:
         self.on_change, self.clock = on_change, clock
         self.limiter = FailureLimiter(max_failures=settings.auth_failures_per_minute, window=60.0)
         self.bound: list[str] = []  # "host:port" actually listening
+        # Host names served (DNS-rebinding guard); grows as addresses are bound, read per request.
+        self.allowed_hosts: frozenset[str] = frozenset(BASE_HOSTS) | frozenset(settings.allowed_hosts)
         self._runner: web.AppRunner | None = None
         self._sites: list[web.TCPSite] = []
         self._active: dict[str, set[asyncio.Task[Any]]] = {}
@@ -99,13 +101,6 @@ class ProxyServer:
             log.info("ended %d request(s) in flight%s", ended, f" for sandbox {name}" if name else "")
         return ended
 
-    @property
-    def allowed_hosts(self) -> set[str]:
-        hosts = set(BASE_HOSTS) | set(self.settings.allowed_hosts)
-        for addr in self.bound:
-            hosts.add(addr.rsplit(":", 1)[0].strip("[]"))
-        return hosts
-
     # -- server
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=self.settings.max_body_bytes + 1)
@@ -133,6 +128,7 @@ class ProxyServer:
         shown = f"[{host}]:{real_port}" if ":" in host else f"{host}:{real_port}"
         self._sites.append(site)
         self.bound.append(shown)
+        self.allowed_hosts = self.allowed_hosts | {host}
         log.info("listening on http://%s", shown)
         return shown
 
