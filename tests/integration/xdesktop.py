@@ -68,7 +68,7 @@ class XDesktop:
         return subprocess.run(argv, env=self.env, capture_output=True, text=True, check=True, timeout=timeout).stdout
 
     def windows(self) -> list[Window]:
-        out = self.run("xwininfo", "-root", "-tree")
+        out = self.tree()
         found = []
         for line in out.splitlines():
             m = _TREE_LINE.match(line)
@@ -77,8 +77,18 @@ class XDesktop:
                 found.append(Window(wid, name or "", int(x), int(y), int(w), int(h), (len(indent) - 5) // 3 + 1))
         return found
 
-    def tree(self) -> str:
-        return self.run("xwininfo", "-root", "-tree")
+    def tree(self, attempts: int = 10) -> str:
+        """The window tree. A walk that meets a window destroyed under it fails with "Bad
+        Drawable"/"BadWindow" (GTK makes and drops windows while a tray starts): walk again."""
+        for attempt in range(attempts):
+            done = subprocess.run(("xwininfo", "-root", "-tree"), env=self.env, capture_output=True, text=True,
+                                  timeout=10)
+            if done.returncode == 0:
+                return done.stdout
+            if "Bad" not in done.stderr or attempt == attempts - 1:
+                raise RuntimeError(f"xwininfo -root -tree failed ({done.returncode}): {done.stderr.strip()}")
+            time.sleep(0.05)
+        raise AssertionError("unreachable")
 
     def xdotool(self, *args: str) -> str:
         return self.run("xdotool", *args)
