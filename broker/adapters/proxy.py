@@ -28,7 +28,7 @@ from broker.core.guards import Refusal, check_body_size, check_host, check_origi
 from broker.core.headers import rewrite_request_headers, rewrite_response_headers
 from broker.core.keys import extract_key, match_key
 from broker.core.profiles import Profile
-from broker.core.ratelimit import FailureLimiter
+from broker.core.throttle import FailureThrottle
 from broker.core.usage import SSEUsageTracker, Usage, plan_limits, usage_from_json
 from broker.tokens import TokenManager
 
@@ -49,7 +49,8 @@ class ProxyServer:
         self.profile, self.upstream, self.tokens, self.keystore = profile, upstream, tokens, keystore
         self.audit, self.settings, self.token_margin = audit, settings, token_margin
         self.on_change, self.clock = on_change, clock
-        self.limiter = FailureLimiter(max_failures=settings.auth_failures_per_minute, window=60.0)
+        self.throttle = FailureThrottle(per_peer=settings.auth_failures_per_minute,
+                                        total=settings.auth_failures_total_per_minute, window=60.0)
         self.bound: list[str] = []  # "host:port" actually listening
         # Host names served (DNS-rebinding guard); grows as addresses are bound, read per request.
         self.allowed_hosts: frozenset[str] = frozenset(BASE_HOSTS) | frozenset(settings.allowed_hosts)
@@ -152,23 +153,13 @@ class ProxyServer:
         if bad is not None:
             return _error(bad)
 
-        peer = request.remote or "?"
-        now = self.clock()
-        wait = self.limiter.retry_after(peer, now)
-        if wait is not None:
-            return _error(refusal(429, "too many requests with a wrong sandbox key; wait and try again"),
-                          {"Retry-After": str(int(wait) + 1)})
+        # The key first: a valid key is never refused for someone else's failures.
         self.sync_keys()
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
         key = extract_key(headers)
         name = match_key(key, self._hashes) if key else None
         if name is None:
-            self.limiter.record_failure(peer, now)
-            why = ("no sandbox key: set ANTHROPIC_API_KEY to a key from `inference-broker sandbox add NAME`"
-                   if not key else "invalid sandbox key (revoked, or never issued by this broker)")
-            log.warning("refused %s %s from %s: %s", request.method, request.path, peer, why.split(":")[0])
-            return _error(refusal(401, why))
-        self.limiter.record_success(peer)
+            return self._wrong_key(request, key)
         if self._paused:
             return _error(refusal(403, "sandbox access is paused in inference-broker; resume it from the tray "
                                        "or with `inference-broker resume`"))
@@ -193,6 +184,21 @@ class ProxyServer:
                 del self._active[name]
             entry["latency_ms"] = round((time.monotonic() - started) * 1000, 1)
             self._finish(name, entry)
+
+    def _wrong_key(self, request: web.Request, key: str | None) -> web.Response:
+        peer = request.remote or "?"
+        verdict = self.throttle.failure(peer, self.clock())
+        if verdict.retry_after is not None:
+            if verdict.log:  # once per window, not once per attempt
+                log.warning("too many wrong sandbox keys %s; answering 429 for a while (%d so far)",
+                            verdict.why, self.throttle.refused)
+            return _error(refusal(429, f"too many requests with a wrong sandbox key {verdict.why}; "
+                                       "wait and try again"),
+                          {"Retry-After": str(int(verdict.retry_after) + 1), "Connection": "close"})
+        why = ("no sandbox key: set ANTHROPIC_API_KEY to a key from `inference-broker sandbox add NAME`"
+               if not key else "invalid sandbox key (revoked, or never issued by this broker)")
+        log.warning("refused %s %s from %s: %s", request.method, request.path[:200], peer, why.split(":")[0])
+        return _error(refusal(401, why))
 
     async def _read_body(self, request: web.Request) -> bytes:
         limit = self.settings.max_body_bytes

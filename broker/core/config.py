@@ -41,7 +41,13 @@ class ProxySettings:
     max_body_bytes: int = 32 * MiB
     connect_timeout_seconds: float = 30.0
     read_idle_timeout_seconds: float = 600.0  # silence allowed between chunks of a stream
-    auth_failures_per_minute: int = 10
+    auth_failures_per_minute: int = 10  # wrong-key answers per address before 429s
+    auth_failures_total_per_minute: int = 100  # ... and from all addresses together
+    max_connections: int = 512  # open client connections (clamped to half the fd limit)
+    header_timeout_seconds: float = 10.0  # a connection without a valid key is closed after this
+    keepalive_timeout_seconds: float = 75.0  # idle time allowed between a sandbox's requests
+    max_inflight_bytes_per_sandbox: int = 64 * MiB  # request bodies held at once, one sandbox
+    max_inflight_bytes: int = 128 * MiB  # ... all sandboxes together
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class CredentialSettings:
 class AuditSettings:
     max_bytes: int = 10 * MiB
     backups: int = 5
+    sandbox_bytes_per_hour: int = 4 * MiB  # one sandbox's share, so it cannot rotate others away
 
 
 @dataclass(frozen=True)
@@ -146,13 +153,22 @@ def parse_config(text: str, where: str, path: Path | None = None) -> Config:
         connect_timeout_seconds=p.positive("connect_timeout_seconds", dp.connect_timeout_seconds),
         read_idle_timeout_seconds=p.positive("read_idle_timeout_seconds", dp.read_idle_timeout_seconds),
         auth_failures_per_minute=int(p.positive("auth_failures_per_minute", dp.auth_failures_per_minute)),
+        auth_failures_total_per_minute=int(p.positive("auth_failures_total_per_minute",
+                                                      dp.auth_failures_total_per_minute)),
+        max_connections=int(p.positive("max_connections", dp.max_connections)),
+        header_timeout_seconds=p.positive("header_timeout_seconds", dp.header_timeout_seconds),
+        keepalive_timeout_seconds=p.positive("keepalive_timeout_seconds", dp.keepalive_timeout_seconds),
+        max_inflight_bytes_per_sandbox=int(p.positive("max_inflight_bytes_per_sandbox",
+                                                      dp.max_inflight_bytes_per_sandbox)),
+        max_inflight_bytes=int(p.positive("max_inflight_bytes", dp.max_inflight_bytes)),
     )
     p.done()
 
     a = f.sub("audit")
     da = AuditSettings()
     audit = AuditSettings(max_bytes=int(a.positive("max_bytes", da.max_bytes)),
-                          backups=int(a.positive("backups", da.backups, allow_zero=True)))
+                          backups=int(a.positive("backups", da.backups, allow_zero=True)),
+                          sandbox_bytes_per_hour=int(a.positive("sandbox_bytes_per_hour", da.sandbox_bytes_per_hour)))
     a.done()
 
     listen = f.strings("listen", DEFAULT_LISTEN)

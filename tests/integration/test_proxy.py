@@ -302,7 +302,7 @@ async def test_malformed_content_length_is_a_400(make_broker, content_length):
     assert b.fake.requests == []
 
 
-async def test_repeated_wrong_keys_are_rate_limited(make_broker):
+async def test_repeated_wrong_keys_are_throttled_but_a_valid_key_is_still_served(make_broker):
     b = await make_broker(proxy={"auth_failures_per_minute": 3})
     key = await b.add_sandbox("good")
     for _ in range(3):
@@ -311,9 +311,13 @@ async def test_repeated_wrong_keys_are_rate_limited(make_broker):
     status, headers, data = await call(b, key="sk-ib-guess" + "g" * 40)
     assert status == 429 and error_of(data)["type"] == "rate_limit_error"
     assert 1 <= int(headers["Retry-After"]) <= 61
-    status, _, _ = await call(b, key=key)  # the peer is blocked, whatever it presents now
+    assert headers["Connection"] == "close"
+    # Another sandbox behind the same address (Docker Desktop: all of them) is not locked out.
+    status, _, _ = await call(b, key=key)
+    assert status == 200
+    status, _, _ = await call(b, key="sk-ib-guess" + "g" * 40)  # its success unblocks no one
     assert status == 429
-    assert b.fake.requests == []
+    assert len(b.fake.requests) == 1
 
 
 # -- revoke, pause, disconnect: streams end at once -----------------------------------------
