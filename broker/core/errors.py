@@ -6,6 +6,8 @@ faces never need to know about ctypes, D-Bus or HTTP client exceptions.
 
 from __future__ import annotations
 
+from broker.core.redact import scrub
+
 
 class BrokerError(Exception):
     """Base: `title` is a short headline, `message` says what happened and what to do."""
@@ -13,6 +15,9 @@ class BrokerError(Exception):
     title = "inference-broker error"
 
     def __init__(self, message: str, *, title: str | None = None) -> None:
+        # Reasons are made here (an endpoint's error description, a file's complaint) and
+        # shown in `status --json`, the tray and notifications: scrub them once, at the source.
+        message = scrub(message)
         super().__init__(message)
         self.message = message
         if title is not None:
@@ -57,7 +62,7 @@ class RefreshError(BrokerError):
     REJECTED = "rejected"
 
     def __init__(self, message: str, *, kind: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message)  # scrubbed by BrokerError
         self.kind = kind
         self.retry_after = retry_after
 

@@ -16,6 +16,10 @@ import threading
 # and our own sandbox keys (sk-ib-...).
 _SECRET_RE = re.compile(r"sk-(?:ant-[a-z]+\d*|ib)-[A-Za-z0-9_\-]{8,}")
 REDACTED = "[redacted]"
+# A token cut short (a reason truncated to 200 characters) still starts with this many of
+# its characters; from there to the end of the token-like run is redacted too.
+_PREFIX = 12
+_RUN_RE = re.compile(r"[A-Za-z0-9_\-.~+/=]*")
 
 
 def fingerprint(secret: str | None) -> str | None:
@@ -36,15 +40,30 @@ class SecretRegistry:
         with self._lock:
             self._secrets = self._secrets | {s for s in secrets if s and len(s) >= 8}
 
+    def snapshot(self) -> frozenset[str]:
+        """The secrets held now (for the body scrubber of one response)."""
+        return self._secrets
+
     def scrub(self, text: str) -> str:
+        """The one scrub for every text a person or a log sees (reasons, events, log lines)."""
         text = _SECRET_RE.sub(REDACTED, text)
         for s in self._secrets:
             if s in text:
                 text = text.replace(s, REDACTED)
+            start = text.find(s[:_PREFIX])
+            while start >= 0:  # a truncated or mangled copy of a known secret
+                end = _RUN_RE.match(text, start).end()  # type: ignore[union-attr]
+                text = text[:start] + REDACTED + text[end:]
+                start = text.find(s[:_PREFIX], start + len(REDACTED))
         return text
 
 
 REGISTRY = SecretRegistry()
+
+
+def scrub(text: str) -> str:
+    """Scrub `text` against the patterns and every secret the broker holds."""
+    return REGISTRY.scrub(text)
 
 
 class RedactingFilter(logging.Filter):

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from broker.core.redact import scrub
+
 # Token states, as `status --json` reports them.
 VALID = "valid"
 REFRESHING = "refreshing"
@@ -39,6 +41,11 @@ class TokenStatus:
     rate_limit_tier: str | None = None
     next_retry_at: float | None = None  # when a failing refresh is tried again
     mode: str = "own"  # refresh.mode: own | follow | static
+
+    def __post_init__(self) -> None:
+        # Every face (status --json, tray, notifications) reads `reason` from here: a second
+        # line behind the errors, which are scrubbed where they are made.
+        object.__setattr__(self, "reason", scrub(self.reason))
 
     def to_json(self) -> dict[str, Any]:
         return {
