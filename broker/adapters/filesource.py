@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from broker.adapters.atomic import write_private
+from broker.adapters.saferead import read_regular
 from broker.core.credentials import OAuthLogin, parse_login, serialize_login
 from broker.core.errors import CredentialsError
 from broker.core.source import CredentialSource, Unwatch
@@ -39,13 +40,10 @@ class FileSource(CredentialSource):
 
     def load(self) -> OAuthLogin | None:
         try:
-            data = self.path.read_bytes()
+            data = read_regular(self.path)  # no FIFO, device or 200 MB file can hang or bloat us
+            return parse_login(data)
         except FileNotFoundError:
             return None
-        except OSError as exc:
-            raise CredentialsError(f"{self.path}: cannot read ({exc.strerror})") from None
-        try:
-            return parse_login(data)
         except CredentialsError as exc:
             raise CredentialsError(f"{self.path}: {exc.message}") from None
 

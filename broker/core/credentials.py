@@ -14,6 +14,7 @@ from typing import Any
 from broker.core.errors import CredentialsError
 
 OAUTH_KEY = "claudeAiOauth"
+MAX_LOGIN_BYTES = 1024 * 1024  # Claude Code's login is under 10 KB
 _MS_THRESHOLD = 100_000_000_000  # below this an epoch value is in seconds (year 5138 in s)
 
 
@@ -55,7 +56,13 @@ class OAuthLogin:
 
 
 def parse_login(text: str | bytes) -> OAuthLogin:
-    """Parse Claude Code's credentials JSON. Raises CredentialsError saying what is wrong."""
+    """Parse Claude Code's credentials JSON. Raises CredentialsError saying what is wrong.
+
+    Whatever the input (a Keychain value, a file), nothing but CredentialsError escapes: the
+    caller keeps its last good token and shows the reason.
+    """
+    if len(text) > MAX_LOGIN_BYTES:
+        raise CredentialsError(f"{len(text):,} bytes, more than the {MAX_LOGIN_BYTES:,} a login can be")
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
@@ -67,6 +74,8 @@ def parse_login(text: str | bytes) -> OAuthLogin:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise CredentialsError(f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except RecursionError:
+        raise CredentialsError("JSON nested too deeply to be a login") from None
     if not isinstance(doc, dict):
         raise CredentialsError("the top level must be a JSON object")
     oauth = doc.get(OAUTH_KEY)
