@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import logging.handlers
-import os
 import sys
 from pathlib import Path
 
+from broker.adapters.private import PrivateRotatingHandler
 from broker.core.redact import RedactingFilter
 
 
@@ -18,10 +17,7 @@ def setup_logging(level: str = "info", log_file: Path | None = None) -> None:
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fh = logging.handlers.RotatingFileHandler(log_file, maxBytes=5 * 1024 * 1024, backupCount=3, encoding="utf-8")
-        os.chmod(log_file, 0o600)
-        handlers.append(fh)
+        handlers.append(PrivateRotatingHandler(log_file, 5 * 1024 * 1024, 3))  # 0600, after rotation too
     for h in handlers:
         h.setFormatter(fmt)
         h.addFilter(RedactingFilter())  # on the handler: covers records from every library

@@ -18,6 +18,7 @@ from broker import __version__
 from broker.adapters import docker_net
 from broker.adapters.atomic import write_private
 from broker.adapters.audit import AuditLog
+from broker.adapters.private import private_dir
 from broker.adapters.control import ControlServer
 from broker.adapters.keystore import KeyStore
 from broker.adapters.oauth import OAuthRefresher
@@ -69,9 +70,10 @@ class Service:
 
     # -- lifecycle
     async def start(self) -> None:
-        self.config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.config.state_dir)  # an existing 0755 dir is tightened too
         await self.tokens.start()
-        audit = AuditLog(self.config.audit_log, self.config.audit.max_bytes, self.config.audit.backups)
+        audit = AuditLog(self.config.audit_log, self.config.audit.max_bytes, self.config.audit.backups,
+                         self.config.audit.sandbox_bytes_per_hour)
         upstream = Upstream(self.config.upstream_url or self.profile.upstream,
                             self.config.proxy.connect_timeout_seconds, self.config.proxy.read_idle_timeout_seconds)
         self.proxy = ProxyServer(profile=self.profile, upstream=upstream, tokens=self.tokens, keystore=self.keystore,

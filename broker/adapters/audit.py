@@ -1,41 +1,37 @@
 """The audit trail: one JSON line per proxied request, rotated by size, mode 0600.
 
 Entries carry sandbox names, models, statuses, token counts and latencies; never a token, a
-key, a prompt or a completion (the proxy builds entries from those fields only).
+key, a prompt or a completion. Fields a sandbox controls are scrubbed and bounded, and each
+sandbox has a byte budget per hour (core.auditpolicy), so none can flush the others' entries.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import logging.handlers
-import os
 from pathlib import Path
 from typing import Any
 
-
-class _PrivateRotatingHandler(logging.handlers.RotatingFileHandler):
-    def _open(self):  # noqa: ANN202 - stdlib signature
-        stream = super()._open()
-        try:
-            os.chmod(self.baseFilename, 0o600)
-        except OSError:
-            pass
-        return stream
+from broker.adapters.private import PrivateRotatingHandler
+from broker.core.auditpolicy import AuditBudget, bound_entry
 
 
 class AuditLog:
-    def __init__(self, path: Path, max_bytes: int = 10 * 1024 * 1024, backups: int = 5) -> None:
+    def __init__(self, path: Path, max_bytes: int = 10 * 1024 * 1024, backups: int = 5,
+                 sandbox_bytes_per_hour: int = 4 * 1024 * 1024) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handler = _PrivateRotatingHandler(self.path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+        self.budget = AuditBudget(sandbox_bytes_per_hour)
+        handler = PrivateRotatingHandler(self.path, max_bytes, backups)
         handler.setFormatter(logging.Formatter("%(message)s"))
         self._logger = logging.Logger(f"inference-broker.audit.{id(self)}")  # private: never propagates
         self._logger.addHandler(handler)
         self._handler = handler
 
     def write(self, entry: dict[str, Any]) -> None:
-        self._logger.info(json.dumps(entry, separators=(",", ":"), sort_keys=True))
+        line = json.dumps(bound_entry(entry), separators=(",", ":"), sort_keys=True)
+        now = entry.get("time")
+        for extra in self.budget.admit(str(entry.get("sandbox")), len(line) + 1, now if isinstance(now, float) else 0.0):
+            self._logger.info(json.dumps(extra, separators=(",", ":"), sort_keys=True) if extra else line)
 
     def close(self) -> None:
         self._handler.close()
