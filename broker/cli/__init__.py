@@ -57,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokerError as exc:
         print(f"{exc.title}: {exc.message}", file=sys.stderr)
         return 1
+    except PermissionError as exc:  # another user's state dir, a 0600 file we do not own
+        where = exc.filename or "a file the broker needs"
+        print(f"Permission denied: cannot access {where}. It belongs to another user or is not readable "
+              "by you; run the command as the user who runs the broker, or set `state_dir` in the config.",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `inference-broker status | head`: the reader left, nothing to say
