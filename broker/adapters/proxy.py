@@ -18,16 +18,22 @@ from typing import Any, Callable
 
 import aiohttp
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from broker.adapters.audit import AuditLog
+from broker.adapters.connguard import ConnectionGuard, fd_cap
 from broker.adapters.keystore import KeyStore
 from broker.adapters.upstream import Upstream
 from broker.core.config import ProxySettings
+from broker.core.connections import ConnectionTable
 from broker.core.errors import BrokerError, NotLoggedIn
 from broker.core.guards import Refusal, check_body_size, check_host, check_origin, check_path, refusal
-from broker.core.headers import rewrite_request_headers, rewrite_response_headers
+from broker.core.headers import DECODED_ENCODINGS, rewrite_request_headers, rewrite_response_headers
+from broker.core.inflight import InflightBytes
 from broker.core.keys import extract_key, match_key
 from broker.core.profiles import Profile
+from broker.core.redact import REGISTRY
+from broker.core.scrub import StreamScrubber
 from broker.core.throttle import FailureThrottle
 from broker.core.usage import SSEUsageTracker, Usage, plan_limits, usage_from_json
 from broker.tokens import TokenManager
@@ -51,6 +57,10 @@ class ProxyServer:
         self.on_change, self.clock = on_change, clock
         self.throttle = FailureThrottle(per_peer=settings.auth_failures_per_minute,
                                         total=settings.auth_failures_total_per_minute, window=60.0)
+        self.inflight = InflightBytes(settings.max_inflight_bytes_per_sandbox, settings.max_inflight_bytes)
+        self.conns = ConnectionGuard(ConnectionTable(fd_cap(settings.max_connections), settings.header_timeout_seconds,
+                                                     settings.keepalive_timeout_seconds))
+        self.secrets_scrubbed = 0  # secrets an upstream echoed into a body, masked on the way out
         self.bound: list[str] = []  # "host:port" actually listening
         # Host names served (DNS-rebinding guard); grows as addresses are bound, read per request.
         self.allowed_hosts: frozenset[str] = frozenset(BASE_HOSTS) | frozenset(settings.allowed_hosts)
@@ -104,13 +114,16 @@ class ProxyServer:
 
     # -- server
     def make_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.settings.max_body_bytes + 1)
+        app = web.Application(client_max_size=self.settings.max_body_bytes + 1, middlewares=[self.conns.middleware])
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
 
     async def start(self, binds: list[tuple[str, int]]) -> list[str]:
-        self._runner = web.AppRunner(self.make_app(), handler_cancellation=True, access_log=None)
+        self._runner = web.AppRunner(self.make_app(), handler_cancellation=True, access_log=None,
+                                     keepalive_timeout=self.settings.keepalive_timeout_seconds)
         await self._runner.setup()
+        assert self._runner.server is not None
+        self.conns.install(self._runner.server)
         for host, port in binds:
             await self.add_site(host, port)
         return self.bound
@@ -135,6 +148,7 @@ class ProxyServer:
 
     async def stop(self) -> None:
         self.end_streams()
+        await self.conns.close()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.upstream.close()
@@ -160,12 +174,15 @@ class ProxyServer:
         name = match_key(key, self._hashes) if key else None
         if name is None:
             return self._wrong_key(request, key)
+        self.conns.authenticated(request)
         if self._paused:
             return _error(refusal(403, "sandbox access is paused in inference-broker; resume it from the tray "
                                        "or with `inference-broker resume`"))
         bad = check_body_size(request.headers.get("Content-Length"), self.settings.max_body_bytes)
         if bad is not None:
-            return _error(bad)
+            resp = _error(bad)
+            resp.force_close()  # the body stays unread: the connection cannot carry another request
+            return resp
 
         task = asyncio.current_task()
         assert task is not None
@@ -200,25 +217,50 @@ class ProxyServer:
         log.warning("refused %s %s from %s: %s", request.method, request.path[:200], peer, why.split(":")[0])
         return _error(refusal(401, why))
 
-    async def _read_body(self, request: web.Request) -> bytes:
+    async def _read_body(self, request: web.Request, name: str, held: list[int]) -> bytearray:
+        """The body, each chunk reserved against the in-flight budget first (`held` counts)."""
         limit = self.settings.max_body_bytes
-        chunks, size = [], 0
+        body = bytearray()
         async for chunk in request.content.iter_chunked(65536):
-            size += len(chunk)
-            if size > limit:
-                raise _TooLarge(size)
-            chunks.append(chunk)
-        return b"".join(chunks)
+            if len(body) + len(chunk) > limit:
+                raise _TooLarge(len(body) + len(chunk))
+            refused = self.inflight.reserve(name, len(chunk))
+            if refused is not None:
+                raise _Busy(refused)
+            held[0] += len(chunk)
+            body += chunk
+        return body
 
     async def _forward(self, request: web.Request, name: str, key: str, headers: list[tuple[str, str]],
                        entry: dict[str, Any]) -> web.StreamResponse:
+        held = [0]
         try:
-            body = await self._read_body(request)
+            return await self._forward_held(request, name, key, headers, entry, held)
+        finally:
+            self.inflight.release(name, held[0])
+
+    async def _forward_held(self, request: web.Request, name: str, key: str, headers: list[tuple[str, str]],
+                            entry: dict[str, Any], held: list[int]) -> web.StreamResponse:
+        try:
+            body = await self._read_body(request, name, held)
         except _TooLarge as too_large:
             entry["status"] = 413
             bad = check_body_size(str(too_large.args[0]), self.settings.max_body_bytes)
             assert bad is not None
             return _error(bad)
+        except RequestPayloadError as exc:  # e.g. a gzip body that is not gzip
+            entry["status"] = 400
+            return _error(refusal(400, f"the request body could not be read ({str(exc).splitlines()[-1].strip()})"))
+        except _Busy as busy:
+            entry["status"] = status = busy.args[0]
+            whose = "this sandbox's requests" if status == 429 else "all sandboxes' requests"
+            resp = _error(refusal(status, f"too many request bytes in flight ({whose} at once); retry shortly"),
+                          {"Retry-After": "1"})
+            resp.force_close()  # the rest of the body is not read
+            return resp
+        if request.headers.get("Content-Encoding", "").strip().lower() in DECODED_ENCODINGS:
+            # aiohttp decoded the body: say so upstream, or it would try to decode it again.
+            headers = [(k, v) for k, v in headers if k.lower() != "content-encoding"]
         doc = _json_object(body) if body else None
         if request.method == "POST" and body and doc is None:
             entry["status"] = 400
@@ -251,7 +293,7 @@ class ProxyServer:
                     return upstream_resp
         return await self._relay(request, upstream_resp, [token, key], entry)
 
-    async def _send(self, request: web.Request, headers: list[tuple[str, str]], body: bytes, token: str,
+    async def _send(self, request: web.Request, headers: list[tuple[str, str]], body: bytearray, token: str,
                     entry: dict[str, Any]) -> aiohttp.ClientResponse | web.StreamResponse:
         out = rewrite_request_headers(headers, auth_header=self.profile.auth_header,
                                       auth_value=self.profile.auth_value(token),
@@ -279,6 +321,8 @@ class ProxyServer:
             for k, v in out_headers:
                 resp.headers.add(k, v)
             is_sse = up.content_type == "text/event-stream"
+            # An upstream that echoes request headers must not hand a sandbox the token.
+            scrubber = StreamScrubber({*REGISTRY.snapshot(), *secrets})
             tracker = SSEUsageTracker() if is_sse else None
             kept: list[bytes] = []
             kept_size = 0
@@ -290,7 +334,7 @@ class ProxyServer:
                     elif kept_size < JSON_USAGE_LIMIT:
                         kept.append(chunk)
                         kept_size += len(chunk)
-                    await resp.write(chunk)
+                    await resp.write(scrubber.feed(chunk))
             except (asyncio.TimeoutError, aiohttp.ClientPayloadError) as exc:
                 # Half a reply must not look whole: cut the connection instead of ending cleanly.
                 silent = isinstance(exc, asyncio.TimeoutError)
@@ -310,6 +354,11 @@ class ProxyServer:
             usage = tracker.result() if tracker is not None else usage_from_json(b"".join(kept))
             if usage is not None:
                 entry["usage"] = usage
+            await resp.write(scrubber.flush())
+            if scrubber.found:
+                self.secrets_scrubbed += scrubber.found
+                entry["secrets_scrubbed"] = scrubber.found
+                log.warning("the upstream echoed %d secret(s) into a response body; masked them", scrubber.found)
             await resp.write_eof()
             return resp
         finally:
@@ -342,6 +391,10 @@ class ProxyServer:
 
 class _TooLarge(Exception):
     pass
+
+
+class _Busy(Exception):
+    """The in-flight budget refused a chunk: args[0] is the status (429 or 503)."""
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:

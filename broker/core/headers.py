@@ -35,6 +35,8 @@ _CLIENT_CREDENTIALS = frozenset({"authorization", "x-api-key"})
 # Accept-Encoding and Expect belong to the proxy's own upstream connection: the proxy
 # re-streams a decoded body, so it negotiates only encodings its client can decode, and
 # the sandbox's `100-continue` was already answered by the proxy's server.
+# Request bodies in these encodings reach the proxy decoded (aiohttp's server decodes them).
+DECODED_ENCODINGS = frozenset({"gzip", "deflate", "br", "zstd"})
 _REQUEST_DROP = frozenset({"host", "content-length", "cookie", "forwarded", "accept-encoding", "expect"})
 
 # Dropped from responses: the proxy re-streams a decoded body, and credential-bearing
