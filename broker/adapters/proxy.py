@@ -297,7 +297,7 @@ class ProxyServer:
                     entry: dict[str, Any]) -> aiohttp.ClientResponse | web.StreamResponse:
         out = rewrite_request_headers(headers, auth_header=self.profile.auth_header,
                                       auth_value=self.profile.auth_value(token),
-                                      mandatory=self.profile.mandatory_headers)
+                                      mandatory=self.profile.mandatory_headers, secrets=[extract_key(headers) or ""])
         try:
             return await self.upstream.send(request.method, request.raw_path, out, body)
         except asyncio.TimeoutError:

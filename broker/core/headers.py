@@ -92,14 +92,18 @@ def rewrite_request_headers(
     auth_header: str,
     auth_value: str,
     mandatory: Mapping[str, str],
+    secrets: Sequence[str] = (),
 ) -> list[tuple[str, str]]:
     """The header list to send upstream for a sandbox's request.
 
     Strips the sandbox's credentials and everything hop-by-hop, injects the broker's own
     credential, and emits exactly one header per `mandatory` name with the client's flags
-    merged in (at the client's position, or at the end when the client sent none).
+    merged in (at the client's position, or at the end when the client sent none). A header
+    that carries one of `secrets` (the sandbox's key pasted where it does not belong) is
+    dropped whole, as in responses.
     """
-    items = list(headers)
+    needles = [s for s in secrets if s]
+    items = [(n, v) for n, v in headers if not any(s in v or s in n for s in needles)]
     extra = connection_named(items) | {auth_header.lower()}
     wanted = {name.lower(): (name, value) for name, value in mandatory.items()}
     client_values: dict[str, list[str]] = {lname: [] for lname in wanted}

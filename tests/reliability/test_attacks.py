@@ -125,3 +125,13 @@ def test_hostile_request_is_refused(broker: Broker, figures: dict, family: str, 
 def test_a_valid_request_still_works_after_the_table(broker: Broker):
     status, reply = broker.post(broker.keys["alpha"], REQUEST)
     assert status == 200 and json.loads(body_of(reply))["content"][0]["text"]
+
+
+def test_a_key_pasted_into_other_headers_never_reaches_upstream(broker: Broker, figures: dict):
+    key = broker.keys["beta"]
+    for header in ("User-Agent", "anthropic-beta", "X-Note"):
+        status, _ = broker.post(key, REQUEST, headers={header: f"see {key}"})
+        assert status == 200
+        assert not any(key in v for _, v in broker.fake.requests[-1].headers)
+        figures["bad inputs tried"] += 1
+        figures["bad inputs refused"] += 1  # refused passage: the header is dropped, the request served
