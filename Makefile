@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SYSPY := $(shell /usr/bin/python3 -c 'import gi' >/dev/null 2>&1 && echo /usr/bin/python3)
 
-.PHONY: run test venv icons bench clean
+.PHONY: run test venv icons bench reliability clean
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -n "$(SYSPY)" ]; then $(SYSPY) -m venv --system-site-packages $(VENV); \
@@ -22,6 +22,12 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The attack, fault and soak suite alone, with the full 60 s soak; prints the figures table.
+reliability: $(VENV)/.installed
+	RELIABILITY_SOAK_SECONDS=$${RELIABILITY_SOAK_SECONDS:-60} RELIABILITY_FIGURES=reliability-figures.json \
+	  $(PY) -m pytest tests/reliability -q
+	$(PY) scripts/reliability_table.py reliability-figures.json
 
 icons: $(VENV)/.installed
 	$(PY) scripts/make_icons.py

@@ -50,7 +50,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "
 class FaultyUpstream:
     """FakeAnthropic's checks and replies, plus faults chosen per request."""
 
-    def __init__(self, fake: FakeAnthropic, stall_seconds: float = 30.0) -> None:
+    def __init__(self, fake: FakeAnthropic, stall_seconds: float = 4.0) -> None:
         self.fake, self.stall_seconds = fake, stall_seconds
         self.faults: dict[str, int] = {}
 
