@@ -32,6 +32,7 @@ from tests.fakes.threaded import ServerURL, serve_in_thread
 from tests.fakes.token_endpoint import FakeTokenEndpoint
 from tests.fakes.upstream import OAUTH_BETA, FakeAnthropic
 from tests.integration.conftest import SDK_ENV, RecordingTransport, Seen, httpx
+from tests.support import broker_port, stop_broker
 
 pytestmark = pytest.mark.integration
 
@@ -135,26 +136,12 @@ def running(tmp_path: Path) -> Iterator[Running]:
         r = Running(proc, env, state, creds, stderr, endpoint, fake, upstream)
         holder.append(r)
         try:
-            listen = state / "listen.json"
-
-            def ready() -> bool:
-                assert proc.poll() is None, f"the broker exited: {stderr.read_text()}"
-                return listen.exists() and control.is_running(state / "broker.sock")
-
-            wait_for(ready, 15, "broker ready")
-            (bound,) = json.loads(listen.read_text())["listen"]
-            r.port = int(bound.rsplit(":", 1)[1])
+            r.port = broker_port(proc, state, stderr)
             yield r
         finally:
             if fake.gate is not None:
                 upstream.call(fake.gate.set)
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+            stop_broker(proc, 10)
     assert endpoint.problems == [], endpoint.problems
 
 

@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import resource
-import signal
 import socket
 import subprocess
 import sys
@@ -26,11 +25,11 @@ from typing import Any, Callable
 import yaml
 from aiohttp import web
 
-from broker.adapters import control
 from tests.conftest import write_login
 from tests.fakes.threaded import ServerURL, serve_in_thread
 from tests.fakes.token_endpoint import FakeTokenEndpoint
 from tests.fakes.upstream import FakeAnthropic, Received, sse_event
+from tests.support import broker_port, stop_broker
 
 REPO = Path(__file__).resolve().parents[2]
 REQUEST = {"model": "claude-haiku-4-5", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
@@ -249,23 +248,9 @@ def start_broker(tmp: Path, *, proxy: dict[str, Any] | None = None, nofile: int 
         holder.append(b)
         try:
             if wait_ready:
-                listen = state / "listen.json"
-
-                def ready() -> bool:
-                    assert proc.poll() is None, f"the broker exited: {log.read_text()}"
-                    return listen.exists() and control.is_running(state / "broker.sock")
-
-                wait_for(ready, 20, "broker ready")
-                (bound,) = json.loads(listen.read_text())["listen"]
-                b.port = int(bound.rsplit(":", 1)[1])
+                b.port = broker_port(proc, state, log)
             yield b
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
-                    raise AssertionError("the broker did not stop on SIGTERM") from None
+            if not stop_broker(proc):
+                raise AssertionError("the broker did not stop on SIGTERM")
     assert fake.problems == [], fake.problems[:5]

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_login
 from tests.reliability.harness import REQUEST, Broker, body_of, start_broker, wait_for
 
 WRONG = "sk-ib-" + "W" * 43
