@@ -23,6 +23,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from broker.adapters.audit import AuditLog
 from broker.adapters.connguard import ConnectionGuard, fd_cap
 from broker.adapters.keystore import KeyStore
+from broker.adapters.memory import pin_malloc_thresholds
 from broker.adapters.upstream import Upstream
 from broker.core.config import ProxySettings
 from broker.core.connections import ConnectionTable
@@ -119,6 +120,7 @@ class ProxyServer:
         return app
 
     async def start(self, binds: list[tuple[str, int]]) -> list[str]:
+        pin_malloc_thresholds()  # request bodies' memory goes back to the OS after each request
         self._runner = web.AppRunner(self.make_app(), handler_cancellation=True, access_log=None,
                                      keepalive_timeout=self.settings.keepalive_timeout_seconds)
         await self._runner.setup()

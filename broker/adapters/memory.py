@@ -1,0 +1,34 @@
+"""Give big request buffers back to the OS once they are freed (glibc only; a no-op elsewhere).
+
+glibc serves blocks above 128 KiB with mmap, but after one is freed it raises that threshold
+(up to 32 MiB), so later socket buffers come from the heap and stay with the process: after
+40 bodies of 30 MiB, RSS stayed about 1 GiB above where it began. Pinning the thresholds turns
+that dynamic adjustment off, so request-body memory goes back when the request ends.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import sys
+
+log = logging.getLogger(__name__)
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+
+
+def pin_malloc_thresholds(mmap_threshold: int = 128 * 1024, trim_threshold: int = 1024 * 1024) -> bool:
+    """True if glibc's mallopt took both settings."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and others: nothing to tune
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    ok = mallopt(M_MMAP_THRESHOLD, mmap_threshold) == 1 and mallopt(M_TRIM_THRESHOLD, trim_threshold) == 1
+    log.debug("malloc thresholds pinned: %s", ok)
+    return ok
