@@ -31,6 +31,7 @@ from broker.core.listen import parse_listen, resolve_listen
 from broker.core.profiles import Profile, find_profile
 from broker.core.redact import fingerprint
 from broker.core.snapshot import ProxyStatus, Snapshot
+from broker.core.wording import login_hint
 from broker.sources import build_sources
 from broker.tokens import TokenManager
 
@@ -58,7 +59,7 @@ class Service:
         self.tokens = TokenManager(
             build_sources(config, self.profile), refresher, config.refresh,
             lock_path=state / "locks" / "refresh.lock", record=self._record_refresh, on_change=self._changed,
-            login_hint=self.profile.login_hint or "run `claude /login` on the host",
+            login_hint=login_hint(self.profile.login_hint),
         )
         self.proxy: ProxyServer | None = None
         self._subscribers: list[Callable[[Snapshot], None]] = []

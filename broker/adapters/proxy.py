@@ -28,7 +28,7 @@ from broker.core.guards import Refusal, check_body_size, check_host, check_origi
 from broker.core.headers import rewrite_request_headers, rewrite_response_headers
 from broker.core.keys import extract_key, match_key
 from broker.core.profiles import Profile
-from broker.core.ratelimit import FailureLimiter
+from broker.core.throttle import FailureLimiter
 from broker.core.usage import SSEUsageTracker, Usage, plan_limits, usage_from_json
 from broker.tokens import TokenManager
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from broker.cli.common import ask_or_none, config_of
 from broker.core.config import Config
-from broker.core.policy import duration_words
+from broker.core.wording import duration_words, login_hint
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +27,7 @@ def offline_status(config: Config) -> dict[str, Any]:
 
     profile = find_profile(config.provider, config.profile_dirs)
     tokens = TokenManager(build_sources(config, profile), None, config.refresh,
-                          login_hint=profile.login_hint or "run `claude /login` on the host")
+                          login_hint=login_hint(profile.login_hint))
     tokens.load_now()
     token = tokens.status()
     with KeyStore(config.keystore_path) as store:

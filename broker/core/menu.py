@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from broker.core.actions import Action
-from broker.core.policy import duration_words
 from broker.core.snapshot import (
     EXPIRED,
     EXPIRING,
@@ -22,6 +21,7 @@ from broker.core.snapshot import (
     Snapshot,
     TokenStatus,
 )
+from broker.core.wording import LOGIN_HINT, ago_words, duration_words  # noqa: F401 - re-exported
 
 # Icon states, in the order a person should care about them.
 OK = "ok"
@@ -31,7 +31,6 @@ ERROR = "error"
 PAUSED = "paused"
 ICON_STATES = (OK, REFRESHING_ICON, WARNING, ERROR, PAUSED)
 
-LOGIN_HINT = "run `claude /login`"
 NO_SANDBOXES = "No sandboxes yet — run `inference-broker sandbox add NAME`"
 TOOLTIP_MAX = 120  # Windows truncates tooltips at 127 characters
 
@@ -49,14 +48,6 @@ class MenuEntry:
 
 
 SEPARATOR = MenuEntry(label="", separator=True, enabled=False)
-
-
-def ago_words(then: float | None, now: float) -> str:
-    if then is None:
-        return "never"
-    if now - then < 60:
-        return "just now"
-    return f"{duration_words(now - then)} ago"
 
 
 def token_words(token: TokenStatus, now: float) -> str:

@@ -10,8 +10,8 @@ the previous *settled* snapshot (see `baseline`) keeps a retry loop from repeati
 
 from __future__ import annotations
 
-from broker.core.menu import LOGIN_HINT, duration_words
 from broker.core.snapshot import EXPIRED, EXPIRING, REFRESHING, SIGNED_OUT, Snapshot
+from broker.core.wording import LOGIN_HINT, duration_words
 
 LOST = (SIGNED_OUT, EXPIRED)
 

@@ -16,7 +16,6 @@ from broker.core.menu import (
     WARNING,
     MenuEntry,
     build_menu,
-    duration_words,
     icon_state,
     token_words,
     tooltip,
@@ -57,15 +56,6 @@ def by_action(entries: tuple[MenuEntry, ...]) -> dict[Action, MenuEntry]:
 
 def labels(entries: tuple[MenuEntry, ...]) -> list[str]:
     return [e.label for e in entries if not e.separator]
-
-
-@pytest.mark.parametrize(
-    ("seconds", "words"),
-    [(0, "0 s"), (40.9, "40 s"), (60, "1 min"), (12 * 60 + 59, "12 min"), (3600, "1 h"),
-     (5 * 3600 + 12 * 60, "5 h 12 min"), (86400, "1 d"), (2 * 86400 + 3 * 3600 + 5, "2 d 3 h"), (-5, "0 s")],
-)
-def test_duration_words(seconds: float, words: str) -> None:
-    assert duration_words(seconds) == words
 
 
 @pytest.mark.parametrize(

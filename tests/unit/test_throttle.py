@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker.core.ratelimit import FailureLimiter
+from broker.core.throttle import FailureLimiter
 
 
 def fail(limiter: FailureLimiter, peer: str, times: list[float]) -> None:

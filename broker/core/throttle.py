@@ -1,4 +1,6 @@
-"""Per-peer limiter for failed sandbox-key checks, so guessing keys is slow and noisy.
+"""The wrong-key throttle: a per-peer limiter for failed sandbox-key checks.
+
+Guessing keys is slow and noisy. (Not the plan's rate limits: those are `core.usage`.)
 
 Time is injected (`now`) so tests need no sleeping and the policy stays pure. Memory is
 bounded: stale peers are forgotten and at most `max_peers` are tracked, evicting the peer
