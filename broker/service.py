@@ -18,6 +18,7 @@ from broker import __version__
 from broker.adapters import docker_net
 from broker.adapters.atomic import write_private
 from broker.adapters.audit import AuditLog
+from broker.adapters.configfiles import profile_for
 from broker.adapters.control import ControlServer
 from broker.adapters.keystore import KeyStore
 from broker.adapters.oauth import OAuthRefresher
@@ -28,7 +29,7 @@ from broker.core.actions import Action
 from broker.core.config import Config
 from broker.core.errors import BrokerError
 from broker.core.listen import parse_listen, resolve_listen
-from broker.core.profiles import Profile, find_profile
+from broker.core.profiles import Profile
 from broker.core.redact import fingerprint
 from broker.core.snapshot import ProxyStatus, Snapshot
 from broker.core.wording import login_hint
@@ -48,7 +49,7 @@ class ServicePaths:
 class Service:
     def __init__(self, config: Config, *, profile: Profile | None = None) -> None:
         self.config = config
-        self.profile = profile or find_profile(config.provider, config.profile_dirs)
+        self.profile = profile or profile_for(config)
         state = config.state_dir
         self.paths = ServicePaths(config.path or state / "config.yaml", config.audit_log, state)
         self.keystore = KeyStore(config.keystore_path)
@@ -168,7 +169,7 @@ class Service:
 
     def _autostart_front(self):  # noqa: ANN202 - adapters.autostart.Autostart
         from broker.adapters.autostart import Autostart, broker_argv
-        from broker.core.config import default_config_path
+        from broker.adapters.configfiles import default_config_path
 
         # A login item has none of this shell's environment: name a non-default config file.
         path = self.config.path

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from broker.adapters import control
-from broker.core.config import Config, load_config
+from broker.adapters.configfiles import load_config
+from broker.core.config import Config
 from broker.core.errors import BrokerNotRunning
 
 

@@ -21,11 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def offline_status(config: Config) -> dict[str, Any]:
     """What a broker would see now, when none is running: read the login ourselves."""
     from broker.adapters.keystore import KeyStore
-    from broker.core.profiles import find_profile
+    from broker.adapters.configfiles import profile_for
     from broker.sources import build_sources
     from broker.tokens import TokenManager
 
-    profile = find_profile(config.provider, config.profile_dirs)
+    profile = profile_for(config)
     tokens = TokenManager(build_sources(config, profile), None, config.refresh,
                           login_hint=login_hint(profile.login_hint))
     tokens.load_now()

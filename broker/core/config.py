@@ -1,7 +1,6 @@
 """The user's config file: YAML, every key checked, errors that name the key.
 
-A missing file means all defaults. The file's location comes from `--config`, then
-`$INFERENCE_BROKER_CONFIG`, then the platform's user config dir.
+Parsing only: `adapters.configfiles` finds and reads the file.
 """
 
 from __future__ import annotations
@@ -9,7 +8,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import platformdirs
 import yaml
@@ -83,18 +81,6 @@ class Config:
     @property
     def audit_log(self) -> Path:
         return self.state_dir / "audit.jsonl"
-
-    @property
-    def profile_dirs(self) -> list[Path]:
-        from broker.core.profiles import builtin_profile_dir
-
-        return [Path(platformdirs.user_config_dir(APP)) / "providers", builtin_profile_dir()]
-
-
-def default_config_path(env: Mapping[str, str] = os.environ) -> Path:
-    if env.get("INFERENCE_BROKER_CONFIG"):
-        return Path(env["INFERENCE_BROKER_CONFIG"]).expanduser()
-    return Path(platformdirs.user_config_dir(APP)) / "config.yaml"
 
 
 def _path(f: Fields, key: str, base: Path | None) -> Path | None:
@@ -192,18 +178,3 @@ def _check_listen(entries: tuple[str, ...], where: str) -> None:
             parse_listen(entry)
         except ConfigError as exc:
             raise ConfigError(f"{where}: listen: {exc.message}") from None
-
-
-def load_config(path: Path | None = None, env: Mapping[str, str] = os.environ) -> Config:
-    """Read the config file, or return defaults when there is none."""
-    explicit = path is not None or bool(env.get("INFERENCE_BROKER_CONFIG"))
-    path = path or default_config_path(env)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        if explicit:
-            raise ConfigError(f"{path}: config file not found") from None
-        return Config(path=path)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    return parse_config(text, str(path), path)

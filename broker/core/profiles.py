@@ -1,13 +1,13 @@
 """Provider profiles: where requests go and how the credential is attached.
 
 A profile is data (providers/*.yaml), so a new upstream or auth style needs no code. Loading
-validates every field and names the file and key in its errors.
+validates every field and names the file and key in its errors; `adapters.configfiles`
+reads the files.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import yaml
@@ -101,27 +101,3 @@ def parse_profile(text: str, where: str) -> Profile:
     )
     f.done()
     return profile
-
-
-def builtin_profile_dir() -> Path:
-    """Profiles shipped with the broker (the repo's providers/, or the installed copy)."""
-    here = Path(__file__).resolve().parent.parent  # broker/
-    for candidate in (here / "providers", here.parent / "providers"):
-        if candidate.is_dir():
-            return candidate
-    return here / "providers"
-
-
-def find_profile(name: str, search: list[Path]) -> Profile:
-    """Load the profile called `name` (or with that alias) from the first directory that has it."""
-    seen: list[str] = []
-    for directory in search:
-        if not directory.is_dir():
-            continue
-        for path in sorted(directory.glob("*.yaml")):
-            profile = parse_profile(path.read_text(encoding="utf-8"), str(path))
-            seen.append(profile.name)
-            if name == profile.name or name in profile.aliases:
-                return profile
-    known = ", ".join(sorted(set(seen))) or "none found"
-    raise ProfileError(f"no provider profile named {name!r} (known: {known})")

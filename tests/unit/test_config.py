@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.core.config import DEFAULT_LISTEN, load_config, parse_config
+from broker.adapters.configfiles import load_config
+from broker.core.config import DEFAULT_LISTEN, parse_config
 from broker.core.errors import ConfigError
 
 

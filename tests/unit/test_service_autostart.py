@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from broker.core.config import Config, default_config_path
+from broker.adapters.configfiles import default_config_path
+from broker.core.config import Config
 from broker.service import Service
 
 
