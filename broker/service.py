@@ -33,7 +33,7 @@ from broker.core.profiles import Profile
 from broker.core.redact import fingerprint
 from broker.core.snapshot import ProxyStatus, Snapshot
 from broker.core.wording import login_hint
-from broker.sources import build_sources
+from broker.login_sources import build_sources
 from broker.tokens import TokenManager
 
 log = logging.getLogger(__name__)

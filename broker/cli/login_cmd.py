@@ -16,7 +16,7 @@ from broker.adapters.keychain import SecretStore
 from broker.cli.common import config_of
 from broker.core.errors import BrokerError
 from broker.core.redact import fingerprint
-from broker.sources import setup_token_marker, setup_token_store
+from broker.login_sources import setup_token_marker, setup_token_store
 
 
 def register(sub: argparse._SubParsersAction) -> None:

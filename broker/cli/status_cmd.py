@@ -22,7 +22,7 @@ def offline_status(config: Config) -> dict[str, Any]:
     """What a broker would see now, when none is running: read the login ourselves."""
     from broker.adapters.keystore import KeyStore
     from broker.adapters.configfiles import profile_for
-    from broker.sources import build_sources
+    from broker.login_sources import build_sources
     from broker.tokens import TokenManager
 
     profile = profile_for(config)
