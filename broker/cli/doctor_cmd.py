@@ -7,7 +7,7 @@ import time
 
 from broker.cli.common import config_of
 from broker.adapters.configfiles import profile_for
-from broker.doctor import PROBLEM, WARN, as_json, run_checks
+from broker.cli.doctor_checks import PROBLEM, WARN, as_json, run_checks
 from broker.login_sources import build_sources
 
 MARK = {"ok": "ok  ", WARN: "WARN", PROBLEM: "FAIL"}
