@@ -2,7 +2,7 @@
 
 Xvfb, a private session bus and a tray host (trayer) stand in for a desktop. The first test
 runs the tray glue (`broker.tray.run_tray`) over a small in-test service on a real asyncio
-loop thread, exactly as `broker.app` runs it, so every menu click can be checked against
+loop thread, exactly as `broker.runner` runs it, so every menu click can be checked against
 the action it sends. The second runs the real `inference-broker run` and proves the clicks
 change the broker's state through its own CLI.
 
@@ -122,7 +122,7 @@ class StandInService:
 
 
 def stand_in_main(state_dir: Path) -> int:
-    """Run the tray over a stand-in service the way broker.app does: loop in a worker thread,
+    """Run the tray over a stand-in service the way broker.runner does: loop in a worker thread,
     tray on the main thread. stdin lines `token STATE` / `paused 0|1` change the state."""
     import logging
 

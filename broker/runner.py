@@ -1,21 +1,47 @@
-"""Run the broker: headless on the main thread, or with the tray owning the main thread.
+"""The runner: logging, threads and the loop around one Service.
 
-pystray must own the main thread (macOS requires it), so with a tray the asyncio loop and
-the service live on a worker thread and the tray reaches them only through thread-safe
-submits.
+Headless, the loop runs on the main thread. With a tray, pystray must own the main thread
+(macOS requires it), so the asyncio loop and the service live on a worker thread and the
+tray reaches them only through thread-safe submits. Logging is quiet by default, goes to
+stderr and a private rotating file, and is scrubbed of secrets.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import logging.handlers
+import os
 import signal
+import sys
 import threading
+from pathlib import Path
 
 from broker.core.config import Config
+from broker.core.redact import RedactingFilter
 from broker.service import Service
 
 log = logging.getLogger(__name__)
+
+
+def setup_logging(level: str = "info", log_file: Path | None = None) -> None:
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fh = logging.handlers.RotatingFileHandler(log_file, maxBytes=5 * 1024 * 1024, backupCount=3, encoding="utf-8")
+        os.chmod(log_file, 0o600)
+        handlers.append(fh)
+    for h in handlers:
+        h.setFormatter(fmt)
+        h.addFilter(RedactingFilter())  # on the handler: covers records from every library
+        root.addHandler(h)
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    for noisy in ("aiohttp.access", "watchdog", "asyncio", "filelock", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 async def serve(config: Config, ready: "asyncio.Future[Service] | None" = None) -> None:
@@ -47,7 +73,7 @@ def run_headless(config: Config) -> int:
 
 
 def run_with_tray(config: Config) -> int:
-    from broker import tray
+    from broker import tray  # noqa: PLC0415 - pystray only when a tray runs
 
     loop = asyncio.new_event_loop()
     ready: asyncio.Future[Service] = loop.create_future()
