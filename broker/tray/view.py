@@ -3,21 +3,16 @@
 Threads: pystray owns the main thread (macOS requires it); the service lives on an asyncio
 loop in a worker thread. Menu callbacks only schedule work on that loop; the service calls
 back on its loop thread with each new snapshot, and the tray redraws icon, tooltip and menu
-from the pure model in `broker.core.menu`. pystray is imported lazily, because importing it
-without a display raises.
+from the pure model in `broker.core.menu`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import shutil
 import signal
-import subprocess
-import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -26,6 +21,8 @@ from broker.core.actions import Action
 from broker.core.menu import MenuEntry, build_menu, icon_state, tooltip
 from broker.core.notify import baseline, notification
 from broker.core.snapshot import Snapshot
+from broker.tray.backend import MENU_BACKENDS, _import_pystray, backend_name, icon_class
+from broker.tray.desktop import copy_to_clipboard, open_path
 
 log = logging.getLogger(__name__)
 
@@ -33,111 +30,6 @@ APP_NAME = "inference-broker"
 RERENDER_SECONDS = 30.0  # "valid for 5 h 12 min" stays true to the minute between state changes
 POLL_SECONDS = 0.5  # how soon the tray notices that the service's loop has stopped
 FACE_LOCAL = {Action.COPY_DOCKER_FLAGS, Action.OPEN_AUDIT_LOG, Action.OPEN_CONFIG}
-MENU_BACKENDS = ("appindicator", "gtk", "darwin", "win32")  # xorg draws an icon with no menu
-
-# (command, args, the display it needs) for tools that read the clipboard's new text on stdin.
-CLIPBOARD_TOOLS = (
-    ("wl-copy", (), "WAYLAND_DISPLAY"),
-    ("xclip", ("-selection", "clipboard"), "DISPLAY"),
-    ("xsel", ("--clipboard", "--input"), "DISPLAY"),
-    ("pbcopy", (), None),
-    ("clip", (), None),
-)
-
-
-def _import_pystray() -> ModuleType:
-    import pystray  # noqa: PLC0415 - lazy: raises without a display
-
-    return pystray
-
-
-def backend_name(pystray: ModuleType) -> str:
-    return pystray.Icon.__module__.rsplit(".", 1)[-1].lstrip("_")
-
-
-def display_available(env: Mapping[str, str] | None = None, platform: str | None = None) -> tuple[bool, str]:
-    """Whether a tray icon can be shown here, and why not when it can't.
-
-    pystray tries PYSTRAY_BACKEND if set, else appindicator, then gtk (both give a real
-    menu), then xorg; we report which one it found.
-    """
-    env = os.environ if env is None else env
-    platform = sys.platform if platform is None else platform
-    if platform not in ("darwin", "win32") and not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")):
-        return False, "no DISPLAY or WAYLAND_DISPLAY, so no tray"
-    try:
-        pystray = _import_pystray()
-    except Exception as exc:  # pystray raises Xlib, ImportError, ValueError, ...
-        return False, f"no tray backend could start ({type(exc).__name__}: {exc})"
-    name = backend_name(pystray)
-    if name in ("dummy", "base"):  # the dummy backend's Icon is the abstract base class
-        return False, "the dummy tray backend shows no icon"
-    return True, f"tray backend: {name}"
-
-
-# -- desktop helpers for face-local actions ----------------------------------------------
-
-
-def copy_to_clipboard(text: str, which: Callable[[str], str | None] = shutil.which) -> str | None:
-    """Put `text` on the clipboard with the first tool found; returns its name or None."""
-    for tool, args, display in CLIPBOARD_TOOLS:
-        path = which(tool)
-        if not path or (display and not os.environ.get(display)):
-            continue
-        # Output to DEVNULL: xclip stays in the background serving the selection, and would
-        # hold a captured pipe open forever.
-        result = subprocess.run(
-            [path, *args], input=text.encode(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10
-        )
-        if result.returncode == 0:
-            return tool
-        log.warning("%s could not set the clipboard (exit %s)", tool, result.returncode)
-    return None
-
-
-def open_path(path: Path) -> None:
-    """Open a file with the desktop's default application."""
-    if sys.platform == "win32":
-        os.startfile(path)  # type: ignore[attr-defined]  # noqa: S606
-        return
-    opener = "open" if sys.platform == "darwin" else "xdg-open"
-    subprocess.run([opener, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
-
-
-# -- the icon ----------------------------------------------------------------------------
-
-
-class _NoNotifier:
-    def notify(self, *args: Any) -> None:
-        pass
-
-    def hide(self) -> None:
-        pass
-
-
-def icon_class(pystray: ModuleType) -> type:
-    """pystray's Icon, made to survive a desktop whose notification service is broken.
-
-    The GTK backends reach the notification service over D-Bus while starting and give up
-    on the whole icon if that fails (seen: a daemon that crashes on activation). A tray
-    without notifications is still a tray. (Relies on pystray 0.19's `_initialize`.)
-    """
-    base = pystray.Icon
-    if backend_name(pystray) not in ("appindicator", "gtk"):
-        return base
-
-    class Icon(base):  # type: ignore[misc, valid-type]
-        def _initialize(self) -> None:
-            try:
-                super()._initialize()
-            except Exception as exc:
-                log.warning("desktop notifications unavailable: %s", exc)
-                self._notifier = _NoNotifier()
-                self.HAS_NOTIFICATION = False
-                self._mark_ready()
-
-    return Icon
-
 
 
 class Tray:
@@ -162,7 +54,7 @@ class Tray:
 
     def render(self, snap: Snapshot) -> None:
         """Bring icon, tooltip and menu up to date with `snap`; notify if it's news."""
-        from broker.icons import icon_image  # noqa: PLC0415 - pillow only when a tray runs
+        from broker.tray.icons import icon_image  # noqa: PLC0415 - pillow only when a tray runs
 
         with self._lock:
             state = icon_state(snap)
