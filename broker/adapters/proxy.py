@@ -27,10 +27,10 @@ from broker.core.errors import BrokerError, NotLoggedIn
 from broker.core.guards import Refusal, check_body_size, check_host, check_origin, check_path, refusal
 from broker.core.headers import rewrite_request_headers, rewrite_response_headers
 from broker.core.keys import extract_key, match_key
+from broker.core.ports import TokenProvider
 from broker.core.profiles import Profile
 from broker.core.throttle import FailureLimiter
 from broker.core.usage import SSEUsageTracker, Usage, plan_limits, usage_from_json
-from broker.tokens import TokenManager
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def _error(r: Refusal, headers: dict[str, str] | None = None) -> web.Response:
 
 
 class ProxyServer:
-    def __init__(self, *, profile: Profile, upstream: Upstream, tokens: TokenManager, keystore: KeyStore,
+    def __init__(self, *, profile: Profile, upstream: Upstream, tokens: TokenProvider, keystore: KeyStore,
                  audit: AuditLog | None, settings: ProxySettings, token_margin: float,
                  on_change: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.time) -> None:
         self.profile, self.upstream, self.tokens, self.keystore = profile, upstream, tokens, keystore
