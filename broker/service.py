@@ -9,15 +9,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from broker import __version__
+from broker.access import SandboxAccess
 from broker.adapters import docker_net
 from broker.adapters.atomic import write_private
 from broker.adapters.audit import AuditLog
+from broker.adapters.autostart import Autostart
 from broker.adapters.configfiles import profile_for
 from broker.adapters.control import ControlServer
 from broker.adapters.keystore import KeyStore
@@ -28,7 +31,7 @@ from broker.core import dockerargs
 from broker.core.actions import Action
 from broker.core.config import Config
 from broker.core.errors import BrokerError
-from broker.core.listen import parse_listen, resolve_listen
+from broker.core.listen import ListenSpec, parse_listen, resolve_listen
 from broker.core.profiles import Profile
 from broker.core.redact import fingerprint
 from broker.core.snapshot import ProxyStatus, Snapshot
@@ -53,6 +56,7 @@ class Service:
         state = config.state_dir
         self.paths = ServicePaths(config.path or state / "config.yaml", config.audit_log, state)
         self.keystore = KeyStore(config.keystore_path)
+        self.access = SandboxAccess(self.keystore, on_change=self._changed)
         self.refresh_log = state / "refresh-events.jsonl"
         token_url = config.token_url or self.profile.token_url
         refresher = (OAuthRefresher(token_url, self.profile.client_id or "", config.refresh.request_timeout_seconds)
@@ -63,32 +67,40 @@ class Service:
             login_hint=login_hint(self.profile.login_hint),
         )
         self.proxy: ProxyServer | None = None
+        self._audit: AuditLog | None = None
+        self._refresh_events: AuditLog | None = None
         self._subscribers: list[Callable[[Snapshot], None]] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._push_pending = False
         self.stopped = asyncio.Event()
-        self._autostart: Callable[[], bool] | None = None
+        self._autostart_probe: Callable[[], bool] = lambda: Autostart.for_config(self.config).is_enabled()
+        self._autostart_on = False  # as last probed (off the loop), for snapshots
 
     # -- lifecycle
     async def start(self) -> None:
-        self.config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        config = self.config
+        await asyncio.to_thread(config.state_dir.mkdir, parents=True, exist_ok=True, mode=0o700)
+        self._refresh_events = await asyncio.to_thread(AuditLog, self.refresh_log, config.audit.max_bytes,
+                                                       config.audit.backups)
         await self.tokens.start()
-        audit = AuditLog(self.config.audit_log, self.config.audit.max_bytes, self.config.audit.backups)
-        upstream = Upstream(self.config.upstream_url or self.profile.upstream,
-                            self.config.proxy.connect_timeout_seconds, self.config.proxy.read_idle_timeout_seconds)
-        self.proxy = ProxyServer(profile=self.profile, upstream=upstream, tokens=self.tokens, keystore=self.keystore,
-                                 audit=audit, settings=self.config.proxy,
-                                 token_margin=self.config.refresh.proxy_margin_seconds, on_change=self._changed)
-        self._audit = audit
-        specs = [parse_listen(e) for e in self.config.listen]
-        gateway = docker_net.bridge_gateway(self.config.docker_bridge) if any(s.is_docker for s in specs) else None
+        await self.access.load()
+        self._audit = await asyncio.to_thread(AuditLog, config.audit_log, config.audit.max_bytes, config.audit.backups)
+        upstream = Upstream(config.upstream_url or self.profile.upstream,
+                            config.proxy.connect_timeout_seconds, config.proxy.read_idle_timeout_seconds)
+        self.proxy = ProxyServer(profile=self.profile, upstream=upstream, tokens=self.tokens, access=self.access,
+                                 audit=self._audit, settings=config.proxy,
+                                 token_margin=config.refresh.proxy_margin_seconds, on_change=self._changed)
+        specs = [parse_listen(e) for e in config.listen]
+        gateway = (await asyncio.to_thread(docker_net.bridge_gateway, config.docker_bridge)
+                   if any(s.is_docker for s in specs) else None)
         binds, warnings = resolve_listen(specs, gateway)
         for w in warnings:
             log.warning("%s", w)
         await self.proxy.start(binds)
-        self._write_listen()
-        self.control = ControlServer(self.config.control_socket, self.handle_control)
+        await self._write_listen()
+        self.control = ControlServer(config.control_socket, self.handle_control)
         await self.control.start()
+        await self._probe_autostart()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         late = [s for s in specs if s.is_docker and not gateway]
         if late:
@@ -103,51 +115,57 @@ class Service:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if getattr(self, "control", None):
             await self.control.stop()
+        self.access.end_streams()
         if self.proxy is not None:
             await self.proxy.stop()
         await self.tokens.stop()
-        self.keystore.close()
-        if getattr(self, "_audit", None):
-            self._audit.close()
-        try:
-            (self.config.state_dir / "listen.json").unlink()
-        except FileNotFoundError:
-            pass
+        await self.access.close()
+        for records in (self._audit, self._refresh_events):
+            if records is not None:
+                await asyncio.to_thread(records.close)
+        await asyncio.to_thread((self.config.state_dir / "listen.json").unlink, missing_ok=True)
         self.stopped.set()
 
     async def _housekeeping(self) -> None:
-        """Notice the CLI's revokes/pauses made straight in the key store; save usage counters."""
+        """Every second: notice what another process (the CLI with no broker to talk to)
+        wrote to the key store. Every five: save usage counters, look at launch at login."""
         ticks = 0
         while True:
             await asyncio.sleep(1.0)
             ticks += 1
             try:
-                if self.proxy is not None:
-                    self.proxy.sync_keys()
+                await self.access.sync()
                 if ticks % 5 == 0:
-                    self.keystore.flush()
+                    await self.access.flush()
+                    await self._probe_autostart()
             except Exception as exc:
                 log.error("housekeeping failed: %s", exc)
 
-    async def _bind_docker_late(self, specs: list) -> None:
+    async def _bind_docker_late(self, specs: list[ListenSpec]) -> None:
         gateway = await docker_net.watch_bridge(interval=self.config.docker_poll_seconds, name=self.config.docker_bridge)
         assert self.proxy is not None
         for spec in specs:
             try:
                 await self.proxy.add_site(gateway, spec.port)
-            except OSError as exc:
+            except (BrokerError, OSError) as exc:
                 log.error("cannot listen on the docker bridge %s:%s: %s", gateway, spec.port, exc)
-        self._write_listen()
+        await self._write_listen()
         self._changed()
 
-    def _write_listen(self) -> None:
+    async def _write_listen(self) -> None:
         assert self.proxy is not None
-        write_private(self.config.state_dir / "listen.json",
-                      json.dumps({"listen": self.proxy.bound}).encode())
+        data = json.dumps({"listen": self.proxy.bound}).encode()
+        await asyncio.to_thread(write_private, self.config.state_dir / "listen.json", data)
 
     # -- state for faces
     def set_autostart_probe(self, probe: Callable[[], bool]) -> None:
-        self._autostart = probe
+        self._autostart_probe = probe
+
+    async def _probe_autostart(self) -> None:
+        try:
+            self._autostart_on = bool(await asyncio.to_thread(self._autostart_probe))
+        except Exception:
+            self._autostart_on = False
 
     def snapshot(self) -> Snapshot:
         proxy = self.proxy
@@ -156,31 +174,16 @@ class Service:
             token=self.tokens.status(),
             proxy=ProxyStatus(
                 listen=tuple(proxy.bound) if proxy else (),
-                paused=proxy.paused if proxy else False,
+                paused=self.access.paused,
                 requests_today=proxy.requests_today if proxy else 0,
-                active_streams=proxy.active_streams if proxy else 0,
+                active_streams=self.access.active_streams,
                 plan_limits=tuple(sorted(proxy.plan_limits.items())) if proxy else (),
             ),
-            sandboxes=tuple(self.keystore.list()),
+            sandboxes=tuple(self.access.sandboxes()),
             provider=self.profile.name,
-            autostart=self._autostart_enabled(),
+            autostart=self._autostart_on,
             version=__version__,
         )
-
-    def _autostart_front(self):  # noqa: ANN202 - adapters.autostart.Autostart
-        from broker.adapters.autostart import Autostart, broker_argv
-        from broker.adapters.configfiles import default_config_path
-
-        # A login item has none of this shell's environment: name a non-default config file.
-        path = self.config.path
-        explicit = path if path is not None and path != default_config_path({}) else None
-        return Autostart.here(argv=broker_argv(explicit), state_dir=self.config.state_dir)
-
-    def _autostart_enabled(self) -> bool:
-        try:
-            return self._autostart() if self._autostart else self._autostart_front().is_enabled()
-        except Exception:
-            return False
 
     def subscribe(self, callback: Callable[[Snapshot], None]) -> Callable[[], None]:
         self._subscribers.append(callback)
@@ -207,45 +210,32 @@ class Service:
                 log.error("a face failed to take the new state: %s", exc)
 
     def docker_run_flags(self, key: str | None = None) -> str:
+        """The `docker run` flags for a sandbox. Blocks (it runs `ip`): call it in a thread."""
         specs = [parse_listen(e) for e in self.config.listen]
-        bound = self.proxy.bound if self.proxy else []
+        bound = list(self.proxy.bound) if self.proxy else []
         port = dockerargs.sandbox_port(specs, bound, docker_net.bridge_gateway(self.config.docker_bridge))
         return dockerargs.run_line(dockerargs.base_url(port), key)
 
     def _record_refresh(self, event: dict[str, Any]) -> None:
-        line = json.dumps(event, separators=(",", ":")) + "\n"
-        path = self.refresh_log
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        new = not path.exists()
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(line)
-        if new:
-            path.chmod(0o600)
+        """Queued for the refresh-events file's own writer thread."""
+        if self._refresh_events is not None:
+            self._refresh_events.write(event)
 
     # -- actions
     async def perform(self, action: Action, arg: str | None = None) -> None:
-        assert self.proxy is not None
         if action is Action.REFRESH:
             await self.tokens.refresh("manual")
-        elif action is Action.PAUSE:
-            self.keystore.set_paused(True)
-            self.proxy.reload_keys()
-            self.proxy.end_streams()
-        elif action is Action.RESUME:
-            self.keystore.set_paused(False)
-            self.proxy.reload_keys()
+        elif action in (Action.PAUSE, Action.RESUME):
+            await self.access.set_paused(action is Action.PAUSE)
         elif action is Action.REVOKE_SANDBOX:
-            if not arg or not self.keystore.revoke(arg):
+            if not arg or not await self.access.revoke(arg):
                 raise BrokerError(f"no sandbox named {arg!r}")
-            self.proxy.reload_keys()
-            self.proxy.end_streams(arg)
         elif action is Action.REVOKE_ALL:
-            self.keystore.revoke_all()
-            self.proxy.reload_keys()
-            self.proxy.end_streams()
+            await self.access.revoke_all()
         elif action is Action.SET_AUTOSTART:
-            auto = self._autostart_front()
-            auto.enable() if arg == "on" else auto.disable()
+            auto = Autostart.for_config(self.config)
+            await asyncio.to_thread(auto.enable if arg == "on" else auto.disable)
+            await self._probe_autostart()
         elif action is Action.QUIT:
             asyncio.get_running_loop().call_soon(self.stopped.set)
         else:
@@ -255,10 +245,10 @@ class Service:
 
     # -- control socket
     async def handle_control(self, req: dict[str, Any]) -> dict[str, Any]:
+        """One request from the control socket (the CLI talking to this running broker)."""
         op = req.get("op")
-        assert self.proxy is not None
         if op == "ping":
-            return {"ok": True, "pid": __import__("os").getpid()}
+            return {"ok": True, "pid": os.getpid()}
         if op == "status":
             return {"ok": True, "status": self.snapshot().to_json()}
         if op == "perform":
@@ -266,14 +256,10 @@ class Service:
             return {"ok": True, "status": self.snapshot().to_json()}
         if op in ("sandbox_add", "sandbox_rotate"):
             name = str(req["name"])
-            key = self.keystore.add(name) if op == "sandbox_add" else self.keystore.rotate(name)
-            self.proxy.reload_keys()
-            if op == "sandbox_rotate":
-                self.proxy.end_streams(name)
-            self._changed()
-            log.info("sandbox %s: key %s (fingerprint %s)", name, "issued" if op == "sandbox_add" else "rotated",
-                     fingerprint(key))
+            issued = op == "sandbox_add"
+            key = await (self.access.add(name) if issued else self.access.rotate(name))
+            log.info("sandbox %s: key %s (fingerprint %s)", name, "issued" if issued else "rotated", fingerprint(key))
             return {"ok": True, "key": key}
         if op == "sandbox_list":
-            return {"ok": True, "sandboxes": [s.to_json() for s in self.keystore.list()]}
+            return {"ok": True, "sandboxes": [s.to_json() for s in self.access.sandboxes()]}
         raise BrokerError(f"unknown control request {op!r}")

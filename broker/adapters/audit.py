@@ -1,7 +1,9 @@
-"""The audit trail: one JSON line per proxied request, rotated by size, mode 0600.
+"""JSON-lines logs, rotated by size, mode 0600: the audit trail and the refresh events.
 
-Entries carry sandbox names, models, statuses, token counts and latencies; never a token, a
-key, a prompt or a completion (the proxy builds entries from those fields only).
+Audit entries carry sandbox names, models, statuses, token counts and latencies; never a
+token, a key, a prompt or a completion (the proxy builds entries from those fields only).
+`write` only queues the line: a thread of the log's own writes it, so the event loop never
+waits on the disk. `close` writes what is queued.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 import logging
 import logging.handlers
 import os
+import queue
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +33,18 @@ class AuditLog:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         handler = _PrivateRotatingHandler(self.path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(message)s"))
+        lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        self._listener = logging.handlers.QueueListener(lines, handler)
         self._logger = logging.Logger(f"inference-broker.audit.{id(self)}")  # private: never propagates
-        self._logger.addHandler(handler)
+        self._logger.addHandler(logging.handlers.QueueHandler(lines))
         self._handler = handler
+        self._listener.start()
 
     def write(self, entry: dict[str, Any]) -> None:
         self._logger.info(json.dumps(entry, separators=(",", ":"), sort_keys=True))
 
     def close(self) -> None:
+        """Write what is queued, then close the file (blocks: call it off the loop)."""
+        if self._listener._thread is not None:  # noqa: SLF001 - stop() is not idempotent
+            self._listener.stop()
         self._handler.close()

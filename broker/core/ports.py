@@ -1,12 +1,16 @@
 """What the proxy needs from the layers above it, as Protocols it can depend on.
 
-The proxy server is an adapter; the token manager and sandbox access are app-level. The
-proxy calls them through these small interfaces, so imports still point downward only.
+The proxy server is an adapter; the token manager and sandbox access (`broker.access`) are
+app-level; the proxy calls them through these small interfaces, so imports still point
+downward only.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Protocol
+
+from broker.core.usage import Usage
 
 
 class TokenProvider(Protocol):
@@ -19,3 +23,20 @@ class TokenProvider(Protocol):
     async def refresh(self, trigger: str, failed_token: str | None = None) -> None:
         """Refresh now (one at a time); `failed_token` is the one upstream just refused."""
         ...
+
+
+class SandboxGate(Protocol):
+    """Who may use the proxy now, and what they are doing (sandbox access)."""
+
+    @property
+    def paused(self) -> bool: ...
+
+    def sandbox_for(self, key: str) -> str | None:
+        """The sandbox a key belongs to (constant-time compare), or None."""
+        ...
+
+    def streaming(self, name: str) -> AbstractContextManager[None]:
+        """Hold the current request as one of sandbox `name`'s, so a revoke can end it."""
+        ...
+
+    def record_use(self, name: str, when: float, usage: Usage | None) -> None: ...

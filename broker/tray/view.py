@@ -131,7 +131,7 @@ class Tray:
     async def _face_local(self, action: Action) -> None:
         """Desktop chores: read what's needed on the loop, do the blocking part in a thread."""
         if action == Action.COPY_DOCKER_FLAGS:
-            flags = self.service.docker_run_flags()
+            flags = await asyncio.to_thread(self.service.docker_run_flags)  # runs `ip`
             tool = await asyncio.to_thread(copy_to_clipboard, flags)
             if tool:
                 log.info("docker run flags copied to the clipboard (%s)", tool)

@@ -284,7 +284,9 @@ def test_refresh_command_rotates_and_writes_back(running: Running) -> None:
     assert after["mcpOAuth"] and after["organizationUuid"] == "org-uuid-1" and oauth["somethingNew"] is True
     tok = running.status()["token"]
     assert tok["fingerprint"] == fingerprint(oauth["accessToken"]) and tok["last_refresh"]
-    events = [json.loads(x) for x in (running.state / "refresh-events.jsonl").read_text().splitlines()]
+    log = running.state / "refresh-events.jsonl"  # written by its own thread, just after the refresh
+    wait_for(lambda: log.exists() and "manual" in log.read_text(), what="the refresh event")
+    events = [json.loads(x) for x in log.read_text().splitlines()]
     assert events[-1]["outcome"] == "refreshed" and events[-1]["trigger"] == "manual"
 
 

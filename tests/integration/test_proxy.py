@@ -416,6 +416,32 @@ async def test_revoke_by_another_process_reaches_open_streams(make_broker):
     assert b.fake.problems == []
 
 
+async def test_a_key_rotated_by_another_process_ends_the_old_keys_stream(make_broker, monkeypatch, tmp_path,
+                                                                          capsys):
+    """Regression: the broker compared sandbox names only, so `sandbox rotate` written straight
+    into the key store (a CLI that could not reach the broker) left the old key's stream running."""
+    from broker.cli import main, sandbox_cmd
+
+    b = await make_broker(gate=asyncio.Event())
+    old = await b.add_sandbox("rot")
+    config = tmp_path / "cli.yaml"
+    config.write_text(json.dumps({"state_dir": str(b.state_dir)}))
+    monkeypatch.setattr(sandbox_cmd, "ask_or_none", lambda *_: None)  # no broker to talk to
+    async with async_sdk(b, old) as client:
+        manager, stream, _ = await gated_stream(b, client)
+        assert await asyncio.to_thread(main, ["--config", str(config), "sandbox", "rotate", "rot"]) == 0
+        b.keys["rot (new)"] = capsys.readouterr().out.strip()
+        with pytest.raises(STREAM_CUT):  # within the broker's housekeeping tick
+            await drain(stream)
+        await manager.__aexit__(None, None, None)
+        with pytest.raises(anthropic.AuthenticationError):
+            await client.messages.create(**REQUEST)
+    b.fake.gate.set()
+    async with async_sdk(b, b.keys["rot (new)"]) as client:
+        assert (await client.messages.create(**REQUEST)).content[0].text == REPLY
+    assert b.fake.problems == []
+
+
 async def test_client_going_away_cancels_the_upstream_request(make_broker):
     b = await make_broker(gate=asyncio.Event())
     key = await b.add_sandbox("leaver")
@@ -485,7 +511,9 @@ async def test_token_close_to_expiry_is_refreshed_before_forwarding(make_broker)
     assert b.endpoint.calls == 1
     assert len(b.fake.requests) == 1 and b.fake.requests[0].header("authorization") == [bearer(b)] != [old]
     assert b.fake.unauthorized == 0
-    events = read_jsonl(b.state_dir / "refresh-events.jsonl")
+    log = b.state_dir / "refresh-events.jsonl"  # written by its own thread, just after the refresh
+    await eventually(lambda: log.exists() and read_jsonl(log), what="a refresh event")
+    events = read_jsonl(log)
     assert (events[-1]["trigger"], events[-1]["outcome"]) == ("request", "refreshed")
     assert b.fake.problems == []
 
@@ -532,7 +560,7 @@ async def test_usage_and_audit_from_json_and_sse(make_broker):
     counted = listed["counted"]
     assert (counted["requests"], counted["input_tokens"], counted["output_tokens"]) == (2, 22, 10)
     assert counted["last_used"] and listed["idle"]["requests"] == 0
-    b.service.keystore.flush()  # what `sandbox list` reads from the store with no broker running
+    await b.service.access.flush()  # what `sandbox list` reads from the store with no broker running
     assert {s.name: s.requests for s in b.service.keystore.list()} == {"counted": 2, "idle": 0}
     assert b.service.snapshot().proxy.requests_today == 2
 
@@ -564,7 +592,7 @@ async def test_no_secret_reaches_clients_logs_or_state_files(make_broker, caplog
     await b.service.perform(Action.REVOKE_SANDBOX, "s")
     await call(b, key=key)
     await audit_lines(b, 3)  # the stream, the reply, the 500: every file is written now
-    b.service.keystore.flush()
+    await b.service.access.flush()
     assert b.endpoint.calls == 1 and b.fake.problems == []
 
     secrets = b.secrets()
