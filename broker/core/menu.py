@@ -31,6 +31,9 @@ ERROR = "error"
 PAUSED = "paused"
 ICON_STATES = (OK, REFRESHING_ICON, WARNING, ERROR, PAUSED)
 
+NO_MENU_HINT = ("This desktop's tray shows no menu. Act with `inference-broker pause|resume|revoke|refresh`, "
+                "or get the full menu: install python3-gi and AyatanaAppIndicator3 (Debian: apt install "
+                "python3-gi gir1.2-ayatanaappindicator3-0.1) and run the broker from a Python that sees them.")
 NO_SANDBOXES = "No sandboxes yet — run `inference-broker sandbox add NAME`"
 TOOLTIP_MAX = 120  # Windows truncates tooltips at 127 characters
 
@@ -163,3 +166,18 @@ def build_menu(snap: Snapshot) -> tuple[MenuEntry, ...]:
         SEPARATOR,
         MenuEntry("Quit", Action.QUIT),
     )
+
+
+def status_text(snap: Snapshot) -> str:
+    """The menu's information lines as plain text (indented like the menu), for a tray that
+    cannot show a menu; the actions are left out, with a hint on how to take them."""
+    def lines(entries: tuple[MenuEntry, ...], depth: int) -> list[str]:
+        out: list[str] = []
+        for e in entries:
+            if e.separator or (e.action is not None and not e.submenu):
+                continue
+            out.append("  " * depth + e.label)
+            out += lines(e.submenu, depth + 1)
+        return out
+
+    return "\n".join([*lines(build_menu(snap), 0), "", NO_MENU_HINT]) + "\n"

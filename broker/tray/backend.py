@@ -56,15 +56,28 @@ class _NoNotifier:
         pass
 
 
-def icon_class(pystray: ModuleType) -> type:
-    """pystray's Icon, made to survive a desktop whose notification service is broken.
+def x11_title(text: str) -> str:
+    """`text` as Xlib can put it in WM_NAME (Latin-1): dashes and ellipses spelled out."""
+    for wide, narrow in (("\u2014", "-"), ("\u2013", "-"), ("\u2026", "...")):
+        text = text.replace(wide, narrow)
+    return text.encode("latin-1", "replace").decode("latin-1")
 
-    The GTK backends reach the notification service over D-Bus while starting and give up
-    on the whole icon if that fails (seen: a daemon that crashes on activation). A tray
+
+def icon_class(pystray: ModuleType) -> type:
+    """pystray's Icon, made to survive the desktop it finds.
+
+    GTK backends: they reach the notification service over D-Bus while starting and give
+    up on the whole icon if that fails (seen: a daemon that crashes on activation); a tray
     without notifications is still a tray. (Relies on pystray 0.19's `_initialize`.)
+    xorg (pystray's fallback without PyGObject): Xlib writes the title as Latin-1 and
+    raised on our em dash, and the icon's window never asked for clicks; here the title is
+    made Latin-1 and a left click runs the menu's default item.
     """
     base = pystray.Icon
-    if backend_name(pystray) not in ("appindicator", "gtk"):
+    name = backend_name(pystray)
+    if name == "xorg":
+        return _xorg_icon(base)
+    if name not in ("appindicator", "gtk"):
         return base
 
     class Icon(base):  # type: ignore[misc, valid-type]
@@ -76,5 +89,26 @@ def icon_class(pystray: ModuleType) -> type:
                 self._notifier = _NoNotifier()
                 self.HAS_NOTIFICATION = False
                 self._mark_ready()
+
+    return Icon
+
+
+def _xorg_icon(base: type) -> type:
+    import Xlib.X  # noqa: PLC0415 - present whenever pystray's xorg backend is
+
+    class Icon(base):  # type: ignore[misc, valid-type]
+        @property
+        def title(self) -> str:
+            return x11_title(self._title)
+
+        @title.setter
+        def title(self, value: str) -> None:
+            base.title.fset(self, value)
+
+        def _create_window(self) -> Any:
+            window = super()._create_window()
+            window.change_attributes(event_mask=Xlib.X.ExposureMask | Xlib.X.StructureNotifyMask
+                                     | Xlib.X.ButtonPressMask)
+            return window
 
     return Icon

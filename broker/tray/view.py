@@ -18,7 +18,8 @@ from types import ModuleType
 from typing import Any
 
 from broker.core.actions import Action
-from broker.core.menu import MenuEntry, build_menu, icon_state, tooltip
+from broker.adapters.atomic import write_private
+from broker.core.menu import MenuEntry, build_menu, icon_state, status_text, tooltip
 from broker.core.notify import baseline, notification
 from broker.core.snapshot import Snapshot
 from broker.tray.backend import MENU_BACKENDS, _import_pystray, backend_name, icon_class
@@ -26,10 +27,13 @@ from broker.tray.desktop import copy_to_clipboard, open_path
 
 log = logging.getLogger(__name__)
 
+CLICK_FOR_STATUS = MenuEntry("Show status", Action.SHOW_STATUS, default=True)
+
 APP_NAME = "inference-broker"
 RERENDER_SECONDS = 30.0  # "valid for 5 h 12 min" stays true to the minute between state changes
 POLL_SECONDS = 0.5  # how soon the tray notices that the service's loop has stopped
-FACE_LOCAL = {Action.COPY_DOCKER_FLAGS, Action.OPEN_AUDIT_LOG, Action.OPEN_CONFIG}
+FACE_LOCAL = {Action.COPY_DOCKER_FLAGS, Action.OPEN_AUDIT_LOG, Action.OPEN_CONFIG, Action.SHOW_STATUS}
+STATUS_FILE = "tray-status.txt"  # in the state dir: what a menu-less tray opens on a click
 
 
 class Tray:
@@ -46,6 +50,8 @@ class Tray:
         self._settled: Snapshot | None = None
         self._stopped = threading.Event()
         self._shown = False
+        # Without a menu (xorg), a left click runs the menu's default item: show the status.
+        self.has_menu = backend_name(pystray) in MENU_BACKENDS
         snap = self._call_on_loop(service.snapshot)
         self.icon = icon_class(pystray)(APP_NAME, title=tooltip(snap))
         self.render(snap)
@@ -62,7 +68,7 @@ class Tray:
                 self.icon.icon = icon_image(state)
                 self._state = state
             self.icon.title = tooltip(snap)
-            entries = build_menu(snap)
+            entries = build_menu(snap) if self.has_menu else (CLICK_FOR_STATUS,)
             if entries != self._entries:
                 self._entries = entries
                 self.icon.menu = self._menu(entries)  # the setter calls update_menu()
@@ -141,6 +147,11 @@ class Tray:
                     self.icon.notify(flags, "docker run flags")
             return
         paths = self.service.paths
+        if action == Action.SHOW_STATUS:
+            status = Path(paths.state_dir) / STATUS_FILE
+            await asyncio.to_thread(write_private, status, status_text(self.service.snapshot()).encode())
+            await asyncio.to_thread(open_path, status)
+            return
         path = paths.audit_log if action == Action.OPEN_AUDIT_LOG else paths.config_file
         if not Path(path).exists():
             raise FileNotFoundError(f"{path} does not exist yet")
@@ -223,5 +234,8 @@ def run_tray(service: Any, loop: asyncio.AbstractEventLoop, shutdown: Callable[[
     pystray = _import_pystray()
     backend = backend_name(pystray)
     if backend not in MENU_BACKENDS:
-        log.warning("tray backend %s has no menu; install python3-gi and AppIndicator for one", backend)
+        log.warning("tray backend %s has no menu: a left click on the icon opens the status. For the full "
+                    "menu, install python3-gi and AyatanaAppIndicator3 (Debian: apt install python3-gi "
+                    "gir1.2-ayatanaappindicator3-0.1) and run the broker from a Python that can import gi "
+                    "(a venv made with --system-site-packages)", backend)
     Tray(service, loop, shutdown, pystray).run()

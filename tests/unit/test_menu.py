@@ -178,3 +178,15 @@ def test_tooltip(snapshot: Snapshot, text: str) -> None:
 def test_tooltip_is_bounded() -> None:
     text = tooltip(snap(EXPIRING, reason="x" * 500))
     assert len(text) <= TOOLTIP_MAX and text.endswith("…")
+
+
+def test_status_text_has_the_menus_words_without_its_actions() -> None:
+    from broker.core.menu import NO_MENU_HINT, status_text
+
+    text = status_text(snap(sandboxes=2, subscription_type="max"))
+    lines = text.splitlines()
+    assert lines[:2] == ["Claude Max", "Token valid for 5 h 12 min"]
+    assert "Sandboxes (2)" in lines and "  box1 — used 5 min ago" in lines
+    assert "    1 request · 0 in / 0 out tokens" in lines
+    assert not any(w in text for w in ("Revoke", "Pause access", "Quit", "Copy docker"))
+    assert text.endswith(NO_MENU_HINT + "\n")

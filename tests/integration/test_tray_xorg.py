@@ -1,0 +1,117 @@
+"""The tray where pystray falls back to its `xorg` backend: an install without PyGObject.
+
+The real `inference-broker run` under Xvfb and a tray host, from a Python that cannot import
+`gi` (as after `pipx install`). That backend used to crash on start (Xlib wrote the em dash
+in the title as Latin-1) and ignored clicks; now the icon docks, a left click opens the
+status as text, and the log says how to get the full menu. The desktop's opener is the only
+stand-in: an `xdg-open` on PATH that keeps what it was asked to open.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.threaded import serve_in_thread
+from tests.fakes.token_endpoint import FakeTokenEndpoint
+from tests.integration.test_tray_xvfb import ROOT, Broker, _write_login, desktop, docked_icon  # noqa: F401
+from tests.integration.xdesktop import XDesktop, wait_for
+
+pytestmark = pytest.mark.integration
+
+NO_GI = "raise ModuleNotFoundError(\"No module named 'gi'\", name='gi')\n"
+OPENER = """#!/bin/sh
+cp "$1" "$XDG_OPEN_RECORD.tmp" && mv "$XDG_OPEN_RECORD.tmp" "$XDG_OPEN_RECORD"
+"""
+
+
+def python_without_gi(where: Path) -> Path:
+    """A venv on this interpreter's base Python that sees this test run's packages but no `gi`.
+
+    Made without pip in a second: its site dir lists this run's package dirs, behind a `gi`
+    that is not installed (Debian puts PyGObject in the same system dir as PyYAML).
+    """
+    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(where)], check=True, timeout=60)
+    site = next(where.glob("lib/python3*/site-packages"))
+    blocker = site / "no-gi"
+    (blocker / "gi").mkdir(parents=True)
+    (blocker / "gi" / "__init__.py").write_text(NO_GI)
+    dirs = [p for p in sys.path if p.endswith(("site-packages", "dist-packages")) and os.path.isdir(p)]
+    (site / "test-run-packages.pth").write_text("\n".join([str(blocker), *dirs]) + "\n")
+    python = where / "bin" / "python"
+    probe = subprocess.run([str(python), "-c", "import yaml, aiohttp, pystray._xorg; import gi"],
+                           capture_output=True, text=True, env={"DISPLAY": ":0"}, timeout=60)
+    assert "No module named 'gi'" in probe.stderr, probe.stderr
+    return python
+
+
+class GiLessBroker(Broker):
+    def __init__(self, config: Path, env: dict[str, str], python: Path) -> None:
+        super().__init__(config, env)
+        self.python = python
+
+    def argv(self, *args: str) -> list[str]:
+        return [str(self.python), "-m", "broker", "--config", str(self.config), *args]
+
+
+@pytest.fixture
+def opener(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "xdg-open"
+    script.write_text(OPENER)
+    script.chmod(0o755)
+    yield bin_dir, tmp_path / "opened.txt"
+
+
+def test_xorg_tray_starts_and_a_click_opens_the_status(desktop: XDesktop, tmp_path: Path,  # noqa: F811
+                                                       opener: tuple[Path, Path]) -> None:
+    python = python_without_gi(tmp_path / "venv")
+    bin_dir, opened = opener
+    endpoint = FakeTokenEndpoint()
+    home = tmp_path / "home"
+    login = home / ".claude" / ".credentials.json"
+    _write_login(login, *endpoint.issue(), expires_in=6 * 3600)
+    with serve_in_thread(endpoint.make_app) as token_url:
+        config = tmp_path / "broker.yaml"
+        config.write_text(
+            'listen: ["127.0.0.1:0"]\n'
+            f"state_dir: {tmp_path / 'state'}\n"
+            "upstream_url: http://127.0.0.1:9\n"
+            f"token_url: {token_url}/v1/oauth/token\n"
+            f"credentials: {{sources: [file], file: {login}}}\n"
+        )
+        env = {**desktop.env, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "PYTHONPATH": str(ROOT),
+               "PATH": f"{bin_dir}:{os.environ['PATH']}", "XDG_OPEN_RECORD": str(opened)}
+        for var in ("PYSTRAY_BACKEND", "INFERENCE_BROKER_CONFIG", "CLAUDE_CONFIG_DIR"):
+            env.pop(var, None)
+        broker = GiLessBroker(config, env, python)
+        broker.cli("sandbox", "add", "alpha")
+        log_path = tmp_path / "broker.stderr"
+        with log_path.open("w") as log:
+            proc = subprocess.Popen(broker.argv("run"), env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            icon = wait_for(lambda: proc.poll() is not None or docked_icon(desktop), 20, "the icon in the tray")
+            text = log_path.read_text()
+            assert proc.poll() is None, text
+            assert "tray icon shown (xorg backend)" in text
+            assert "has no menu: a left click on the icon opens the status" in text and "python3-gi" in text
+
+            desktop.click(*icon.centre)
+            wait_for(opened.exists, 10, "the status the click opened")
+            status = opened.read_text()
+            assert status.startswith("Claude Max\nToken valid for 5 h") and "alpha — never used" in status
+            assert "full menu" in status
+            assert proc.poll() is None
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=15)
+            print(log_path.read_text()[-3000:])
+    text = log_path.read_text()
+    assert "Traceback" not in text and "sk-ant-" not in text and "sk-ib-" not in text
