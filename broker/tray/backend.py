@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import sys
 from collections.abc import Mapping
 from types import ModuleType
@@ -93,10 +94,30 @@ def icon_class(pystray: ModuleType) -> type:
     return Icon
 
 
+XORG_CALL_SECONDS = 5.0
+
+
+class _PatientQueue(queue.Queue):  # type: ignore[type-arg]
+    """pystray's xorg backend runs a change (title, icon, stop) on its X thread and waits on
+    this queue for the result; a change sent as that thread ends is never answered, and the
+    waiting thread would hang the broker's exit. Give up after a while instead."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        try:
+            return super().get(block, XORG_CALL_SECONDS if timeout is None else timeout)
+        except queue.Empty:
+            return True
+
+
 def _xorg_icon(base: type) -> type:
     import Xlib.X  # noqa: PLC0415 - present whenever pystray's xorg backend is
+    import Xlib.display  # noqa: PLC0415
 
     class Icon(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._queue = _PatientQueue()
+
         @property
         def title(self) -> str:
             return x11_title(self._title)
@@ -104,6 +125,20 @@ def _xorg_icon(base: type) -> type:
         @title.setter
         def title(self, value: str) -> None:
             base.title.fset(self, value)
+
+        def stop(self) -> None:
+            super().stop()
+            # The X thread may sleep through the stop request (python-xlib can miss a wakeup
+            # when another thread flushes); destroying the window from a connection of our
+            # own sends it a DestroyNotify, which ends its loop. A window already gone is fine.
+            try:
+                other = Xlib.display.Display()
+                other.set_error_handler(lambda *_: None)
+                other.create_resource_object("window", self._window.id).destroy()
+                other.flush()
+                other.close()
+            except Exception:
+                log.debug("the xorg tray window was already gone", exc_info=True)
 
         def _create_window(self) -> Any:
             window = super()._create_window()

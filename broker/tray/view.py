@@ -49,6 +49,8 @@ class Tray:
         self._state: str | None = None
         self._settled: Snapshot | None = None
         self._stopped = threading.Event()
+        self._fresh = threading.Event()  # a snapshot waits in _latest for the tray's thread
+        self._latest: Snapshot | None = None
         self._shown = False
         # Without a menu (xorg), a left click runs the menu's default item: show the status.
         self.has_menu = backend_name(pystray) in MENU_BACKENDS
@@ -166,8 +168,17 @@ class Tray:
         return asyncio.run_coroutine_threadsafe(call(), self.loop).result(timeout=30)
 
     def _on_snapshot(self, snap: Snapshot) -> None:
+        """On the loop thread: hand the snapshot to the tray's thread, never wait for it
+        (pystray's xorg backend blocks a drawing thread until its X thread has drawn)."""
+        self._latest = snap
+        self._fresh.set()
+
+    def _draw_latest(self) -> None:
+        self._fresh.clear()
+        if self._latest is None or self._stopped.is_set():
+            return
         try:
-            self.render(snap)
+            self.render(self._latest)
         except Exception:
             log.exception("tray could not show the new state")
 
@@ -185,14 +196,18 @@ class Tray:
         GLib.idle_add(restore)
 
     def _watch(self, icon: Any) -> None:
-        """pystray's setup thread: show the icon, then keep the words fresh and notice when
-        the service's loop has gone (the broker was stopped some other way)."""
+        """pystray's setup thread: show the icon, draw each new snapshot, keep the words
+        fresh, and notice when the service's loop has gone (the broker was stopped some
+        other way)."""
         self._keep_sigint(self._sigint)
         icon.visible = True
         self._shown = True
         log.info("tray icon shown (%s backend)", backend_name(self.pystray))
         waited = 0.0
-        while not self._stopped.wait(POLL_SECONDS):
+        while not self._stopped.is_set():
+            if self._fresh.wait(POLL_SECONDS):
+                self._draw_latest()
+                continue
             if not self.loop.is_running():
                 log.info("service loop ended; closing the tray")
                 self.stop()

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -398,6 +399,28 @@ class Running:
     log: Path
 
 
+def broker_setup(desktop: XDesktop, tmp_path: Path, endpoint: Any, token_url: str) -> tuple[Path, dict[str, str], Path]:
+    """A login, a config and an environment for `inference-broker run` on `desktop`, with a
+    private HOME: (config file, env, home)."""
+    home = tmp_path / "home"
+    login = home / ".claude" / ".credentials.json"
+    _write_login(login, *endpoint.issue(), expires_in=6 * 3600)
+    config = tmp_path / "broker.yaml"
+    config.write_text(
+        "provider: anthropic-oauth\n"
+        'listen: ["127.0.0.1:0"]\n'
+        f"state_dir: {tmp_path / 'state'}\n"
+        "upstream_url: http://127.0.0.1:9\n"
+        f"token_url: {token_url}/v1/oauth/token\n"
+        f"credentials: {{sources: [file], file: {login}}}\n"
+        "refresh: {mode: own}\n"
+    )
+    env = {**desktop.env, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "PYTHONPATH": str(ROOT)}
+    for var in ("PYSTRAY_BACKEND", "INFERENCE_BROKER_CONFIG", "CLAUDE_CONFIG_DIR"):
+        env.pop(var, None)
+    return config, env, home
+
+
 @pytest.fixture
 def real_broker(desktop: XDesktop, tmp_path: Path) -> Iterator[Running]:
     """`inference-broker run` with the tray, against a fake token endpoint and a private HOME,
@@ -406,23 +429,8 @@ def real_broker(desktop: XDesktop, tmp_path: Path) -> Iterator[Running]:
     from tests.fakes.token_endpoint import FakeTokenEndpoint
 
     endpoint = FakeTokenEndpoint()
-    home = tmp_path / "home"
-    login = home / ".claude" / ".credentials.json"
-    _write_login(login, *endpoint.issue(), expires_in=6 * 3600)
     with serve_in_thread(endpoint.make_app) as token_url:
-        config = tmp_path / "broker.yaml"
-        config.write_text(
-            "provider: anthropic-oauth\n"
-            'listen: ["127.0.0.1:0"]\n'
-            f"state_dir: {tmp_path / 'state'}\n"
-            "upstream_url: http://127.0.0.1:9\n"
-            f"token_url: {token_url}/v1/oauth/token\n"
-            f"credentials: {{sources: [file], file: {login}}}\n"
-            "refresh: {mode: own}\n"
-        )
-        env = {**desktop.env, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "PYTHONPATH": str(ROOT)}
-        for var in ("PYSTRAY_BACKEND", "INFERENCE_BROKER_CONFIG", "CLAUDE_CONFIG_DIR"):
-            env.pop(var, None)
+        config, env, home = broker_setup(desktop, tmp_path, endpoint, token_url)
         broker = Broker(config, env)
         broker.cli("sandbox", "add", "alpha")
         broker.cli("sandbox", "add", "beta")
