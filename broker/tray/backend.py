@@ -112,6 +112,7 @@ class _PatientQueue(queue.Queue):  # type: ignore[type-arg]
 def _xorg_icon(base: type) -> type:
     import Xlib.X  # noqa: PLC0415 - present whenever pystray's xorg backend is
     import Xlib.display  # noqa: PLC0415
+    import Xlib.protocol.event  # noqa: PLC0415
 
     class Icon(base):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -139,6 +140,37 @@ def _xorg_icon(base: type) -> type:
                 other.close()
             except Exception:
                 log.debug("the xorg tray window was already gone", exc_info=True)
+
+        def docked_or_asked(self) -> bool:
+            """True once the icon's window sits in a tray; otherwise ask the tray (if there
+            is one yet) to take it, and say False. pystray asks once, at start; a panel that
+            starts after the broker (at login), or misses that request, would never show it.
+            Uses an X connection of its own, like stop()."""
+            try:
+                other = Xlib.display.Display()
+            except Exception:
+                return False
+            try:
+                other.set_error_handler(lambda *_: None)
+                root = other.screen().root
+                window = other.create_resource_object("window", self._window.id)
+                if window.query_tree().parent.id != root.id:
+                    return True
+                tray = other.get_selection_owner(other.intern_atom(f"_NET_SYSTEM_TRAY_S{other.get_default_screen()}"))
+                if tray == Xlib.X.NONE:
+                    return False
+                opcode = other.intern_atom("_NET_SYSTEM_TRAY_OPCODE")
+                tray.send_event(Xlib.protocol.event.ClientMessage(
+                    window=tray, client_type=opcode, data=(32, (Xlib.X.CurrentTime, 0, self._window.id, 0, 0))),
+                    event_mask=Xlib.X.NoEventMask)
+                other.flush()
+                log.info("asked the tray to show the icon again")
+                return False
+            except Exception:
+                log.debug("could not check the xorg tray icon", exc_info=True)
+                return False
+            finally:
+                other.close()
 
         def _create_window(self) -> Any:
             window = super()._create_window()

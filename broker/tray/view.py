@@ -32,6 +32,7 @@ CLICK_FOR_STATUS = MenuEntry("Show status", Action.SHOW_STATUS, default=True)
 APP_NAME = "inference-broker"
 RERENDER_SECONDS = 30.0  # "valid for 5 h 12 min" stays true to the minute between state changes
 POLL_SECONDS = 0.5  # how soon the tray notices that the service's loop has stopped
+DOCK_CHECKS = 120  # xorg: polls (a minute) to check that a tray took the icon
 FACE_LOCAL = {Action.COPY_DOCKER_FLAGS, Action.OPEN_AUDIT_LOG, Action.OPEN_CONFIG, Action.SHOW_STATUS}
 STATUS_FILE = "tray-status.txt"  # in the state dir: what a menu-less tray opens on a click
 
@@ -204,10 +205,14 @@ class Tray:
         self._shown = True
         log.info("tray icon shown (%s backend)", backend_name(self.pystray))
         waited = 0.0
+        docked = getattr(icon, "docked_or_asked", lambda: True)  # xorg: ask the tray again if need be
+        checks_left = DOCK_CHECKS
         while not self._stopped.is_set():
             if self._fresh.wait(POLL_SECONDS):
                 self._draw_latest()
                 continue
+            if checks_left:
+                checks_left = 0 if docked() else checks_left - 1
             if not self.loop.is_running():
                 log.info("service loop ended; closing the tray")
                 self.stop()

@@ -19,8 +19,16 @@ import pytest
 
 from tests.fakes.threaded import serve_in_thread
 from tests.fakes.token_endpoint import FakeTokenEndpoint
-from tests.integration.test_tray_xvfb import ROOT, Broker, broker_setup, desktop, docked_icon  # noqa: F401
-from tests.integration.xdesktop import XDesktop, wait_for
+from tests.integration.test_tray_xvfb import (  # noqa: F401 - desktop is a fixture
+    ROOT,
+    Broker,
+    broker_setup,
+    desktop,
+    docked_icon,
+    require_desktop_tools,
+    tray_broker,
+)
+from tests.integration.xdesktop import XDesktop, start_tray, wait_for, x_desktop
 
 pytestmark = pytest.mark.integration
 
@@ -80,10 +88,7 @@ def test_xorg_tray_starts_and_a_click_opens_the_status(desktop: XDesktop, tmp_pa
         broker = GiLessBroker(config, env, python)
         broker.cli("sandbox", "add", "alpha")
         log_path = tmp_path / "broker.stderr"
-        with log_path.open("w") as log:
-            proc = subprocess.Popen(broker.argv("run"), env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            icon = wait_for(lambda: proc.poll() is not None or docked_icon(desktop), 20, "the icon in the tray")
+        with tray_broker(desktop, broker, log_path) as (proc, icon):
             wait_for(lambda: proc.poll() is not None or "tray icon shown" in log_path.read_text(), 5, "the log line")
             text = log_path.read_text()
             assert proc.poll() is None, text
@@ -96,12 +101,34 @@ def test_xorg_tray_starts_and_a_click_opens_the_status(desktop: XDesktop, tmp_pa
             assert status.startswith("Claude Max\nToken valid for 5 h") and "alpha — never used" in status
             assert "full menu" in status
             assert proc.poll() is None
+    # tray_broker stopped it with SIGTERM within 15 s: the X thread ended, so the process did.
+    assert "Traceback" not in log_path.read_text()
+
+
+def test_xorg_icon_appears_when_the_panel_starts_after_the_broker(tmp_path: Path, opener: tuple[Path, Path]) -> None:
+    """At login the broker may start before the desktop's panel: pystray asks for a place in
+    the tray once, at start; the broker asks again until a tray takes the icon."""
+    require_desktop_tools()
+    python = python_without_gi(tmp_path / "venv")
+    endpoint = FakeTokenEndpoint()
+    with x_desktop(tmp_path / "desktop", tray=False) as bare, serve_in_thread(endpoint.make_app) as token_url:
+        config, env, _ = broker_setup(bare, tmp_path, endpoint, token_url)
+        log_path = tmp_path / "broker.stderr"
+        with log_path.open("w") as log:
+            proc = subprocess.Popen(GiLessBroker(config, env, python).argv("run"), env=env, cwd=ROOT, stdout=log,
+                                    stderr=subprocess.STDOUT)
+        trayer = None
+        try:
+            wait_for(lambda: proc.poll() is not None or "tray icon shown" in log_path.read_text(), 20, "the icon")
+            assert proc.poll() is None, log_path.read_text()
+            trayer = start_tray(bare)
+            wait_for(lambda: docked_icon(bare), 20, "the icon in the panel that started later")
+            assert "asked the tray to show the icon again" in log_path.read_text()
         finally:
             if proc.poll() is None:
                 proc.terminate()
-                try:
-                    proc.wait(timeout=15)  # the X thread ends, so the process does
-                finally:
-                    print(log_path.read_text()[-3000:])
-    text = log_path.read_text()
-    assert "Traceback" not in text and "sk-ant-" not in text and "sk-ib-" not in text
+                proc.wait(timeout=15)
+            if trayer is not None:
+                trayer.terminate()
+                trayer.wait(timeout=5)
+            print(log_path.read_text()[-3000:])

@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -435,18 +436,26 @@ def real_broker(desktop: XDesktop, tmp_path: Path) -> Iterator[Running]:
         broker.cli("sandbox", "add", "alpha")
         broker.cli("sandbox", "add", "beta")
         log_path = tmp_path / "broker.stderr"
-        with log_path.open("w") as log:
-            proc = subprocess.Popen(broker.argv("run"), env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            icon = wait_for(lambda: proc.poll() is not None or docked_icon(desktop), 20, "the broker's icon in the tray")
-            assert proc.poll() is None, log_path.read_text()
+        with tray_broker(desktop, broker, log_path) as (proc, icon):
             yield Running(broker, proc, endpoint, home, icon, log_path)
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(timeout=15)
-            print(log_path.read_text()[-3000:])
-            assert "sk-ant-" not in log_path.read_text() and "sk-ib-" not in log_path.read_text()
+
+
+@contextmanager
+def tray_broker(desktop: XDesktop, broker: Broker, log_path: Path) -> Iterator[tuple[subprocess.Popen, Window]]:
+    """`inference-broker run` with its output in `log_path`: (process, docked icon); stopped
+    with SIGTERM after, and its log checked for secrets."""
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(broker.argv("run"), env=broker.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        icon = wait_for(lambda: proc.poll() is not None or docked_icon(desktop), 20, "the broker's icon in the tray")
+        assert proc.poll() is None, log_path.read_text()
+        yield proc, icon
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=15)
+        print(log_path.read_text()[-3000:])
+        assert "sk-ant-" not in log_path.read_text() and "sk-ib-" not in log_path.read_text()
 
 
 def test_real_broker_tray_clicks_change_its_state(desktop: XDesktop, real_broker: Running) -> None:

@@ -185,9 +185,27 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=5)
 
 
+def start_tray(desktop: XDesktop) -> subprocess.Popen:
+    """trayer docked at the top right of `desktop`, once its panel is up."""
+    trayer = subprocess.Popen(
+        ["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel", "--width", "160",
+         "--heighttype", "pixel", "--height", str(TRAY_HEIGHT), "--SetDockType", "true",
+         "--transparent", "false", "--tint", "0x303030", "--expand", "false"],
+        env=desktop.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: any(w.name == "panel" for w in desktop.windows()), 10, "trayer's panel window")
+    except BaseException:
+        _stop(trayer)
+        raise
+    return trayer
+
+
 @contextmanager
-def x_desktop(workdir: Path, services: dict[str, str] | None = None) -> Iterator[XDesktop]:
-    """Xvfb + session bus + trayer docked at the top right, torn down in reverse."""
+def x_desktop(workdir: Path, services: dict[str, str] | None = None, tray: bool = True) -> Iterator[XDesktop]:
+    """Xvfb + session bus + (unless `tray` is False) trayer, torn down in reverse."""
     procs: list[subprocess.Popen] = []
     try:
         xvfb, display = _start_xvfb()
@@ -199,16 +217,8 @@ def x_desktop(workdir: Path, services: dict[str, str] | None = None) -> Iterator
         procs.append(bus)
         env["DBUS_SESSION_BUS_ADDRESS"] = address
         desktop = XDesktop(env)
-        trayer = subprocess.Popen(
-            ["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel", "--width", "160",
-             "--heighttype", "pixel", "--height", str(TRAY_HEIGHT), "--SetDockType", "true",
-             "--transparent", "false", "--tint", "0x303030", "--expand", "false"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        procs.append(trayer)
-        wait_for(lambda: any(w.name == "panel" for w in desktop.windows()), 10, "trayer's panel window")
+        if tray:
+            procs.append(start_tray(desktop))
         yield desktop
     finally:
         for proc in reversed(procs):
