@@ -89,30 +89,19 @@ class SandboxAccess:
         self._apply(await self._run(lambda: self._read(mark_seen=True)))
 
     async def add(self, name: str) -> str:
-        key, state = await self._run(lambda: (self.keystore.add(name), self._read()))
-        self._apply(state)
-        return key
+        return await self._change(lambda store: store.add(name))
 
     async def rotate(self, name: str) -> str:
-        key, state = await self._run(lambda: (self.keystore.rotate(name), self._read()))
-        self._apply(state)
-        return key
+        return await self._change(lambda store: store.rotate(name))
 
     async def revoke(self, name: str) -> bool:
-        self._unsaved.pop(name, None)
-        found, state = await self._run(lambda: (self.keystore.revoke(name), self._read()))
-        self._apply(state)
-        return found
+        return await self._change(lambda store: store.revoke(name))
 
     async def revoke_all(self) -> int:
-        self._unsaved.clear()
-        count, state = await self._run(lambda: (self.keystore.revoke_all(), self._read()))
-        self._apply(state)
-        return count
+        return await self._change(lambda store: store.revoke_all())
 
     async def set_paused(self, paused: bool) -> None:
-        _, state = await self._run(lambda: (self.keystore.set_paused(paused), self._read()))
-        self._apply(state)
+        await self._change(lambda store: store.set_paused(paused))
 
     async def sync(self) -> None:
         """Pick up what another process wrote to the key store since the last look."""
@@ -125,8 +114,13 @@ class SandboxAccess:
         if not self._unsaved:
             return
         self._saving, self._unsaved = self._unsaved, {}
+
+        def save() -> list[SandboxInfo]:
+            self.keystore.write_usage(self._saving)
+            return self.keystore.stored()
+
         try:
-            rows = await self._run(lambda: (self.keystore.write_usage(self._saving), self.keystore.stored())[1])
+            rows = await self._run(save)
             self._state = _Stored(self._state.hashes, self._state.paused, tuple(rows))
         except Exception:
             for name, (req, inp, outp, last) in self._saving.items():  # keep them for the next try
@@ -156,6 +150,12 @@ class SandboxAccess:
         return ended
 
     # -- internals
+    async def _change(self, write: Callable[[KeyStore], T]) -> T:
+        """Write the store, then adopt what it now holds (ending the streams that lost access)."""
+        result, state = await self._run(lambda: (write(self.keystore), self._read()))
+        self._apply(state)
+        return result
+
     def _read(self, mark_seen: bool = False) -> _Stored:
         if mark_seen:
             self.keystore.changed()
