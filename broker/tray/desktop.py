@@ -43,9 +43,14 @@ def copy_to_clipboard(text: str, which: Callable[[str], str | None] = shutil.whi
 
 
 def open_path(path: Path) -> None:
-    """Open a file with the desktop's default application."""
+    """Open a file with the desktop's default application (blocks: run it in a thread)."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist yet")
     if sys.platform == "win32":
         os.startfile(path)  # type: ignore[attr-defined]  # noqa: S606
         return
     opener = "open" if sys.platform == "darwin" else "xdg-open"
-    subprocess.run([opener, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+    # Not waited for: xdg-open can run the application in the foreground, and a timeout
+    # would kill the editor the person just opened.
+    subprocess.Popen([opener, str(path)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)

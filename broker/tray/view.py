@@ -155,10 +155,8 @@ class Tray:
             await asyncio.to_thread(write_private, status, status_text(self.service.snapshot()).encode())
             await asyncio.to_thread(open_path, status)
             return
-        path = paths.audit_log if action == Action.OPEN_AUDIT_LOG else paths.config_file
-        if not Path(path).exists():
-            raise FileNotFoundError(f"{path} does not exist yet")
-        await asyncio.to_thread(open_path, Path(path))
+        path = Path(paths.audit_log if action == Action.OPEN_AUDIT_LOG else paths.config_file)
+        await asyncio.to_thread(open_path, path)
 
     # Lifecycle -------------------------------------------------------------------------
 
