@@ -1,6 +1,6 @@
 """Desktop chores for the tray's own actions: the clipboard, opening a file.
 
-Both block (they run helper programs), so the tray calls them through `asyncio.to_thread`.
+Both touch the disk or start a program, so the tray calls them through `asyncio.to_thread`.
 """
 
 from __future__ import annotations
