@@ -27,6 +27,7 @@ from broker.adapters.keystore import KeyStore
 from broker.adapters.oauth import OAuthRefresher
 from broker.adapters.proxy import ProxyServer
 from broker.adapters.upstream import Upstream
+from broker.adapters.usage_poll import UsageClient
 from broker.core import dockerargs
 from broker.core.actions import Action
 from broker.core.config import Config
@@ -37,6 +38,7 @@ from broker.core.redact import fingerprint
 from broker.core.snapshot import ProxyStatus, Snapshot
 from broker.core.wording import login_hint
 from broker.login_sources import build_sources
+from broker.plan_watch import PlanWatch
 from broker.tokens import TokenManager
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,9 @@ class Service:
             lock_path=state / "locks" / "refresh.lock", record=self._record_refresh, on_change=self._changed,
             login_hint=login_hint(self.profile.login_hint),
         )
+        upstream_url = config.upstream_url or self.profile.upstream
+        usage = UsageClient(upstream_url, self.profile.usage_path) if self.profile.usage_path else None
+        self.plan = PlanWatch(self.tokens, usage, self.profile.usage_poll_seconds, on_change=self._changed)
         self.proxy: ProxyServer | None = None
         self._audit: AuditLog | None = None
         self._refresh_events: AuditLog | None = None
@@ -89,7 +94,8 @@ class Service:
                             config.proxy.connect_timeout_seconds, config.proxy.read_idle_timeout_seconds)
         self.proxy = ProxyServer(profile=self.profile, upstream=upstream, tokens=self.tokens, access=self.access,
                                  audit=self._audit, settings=config.proxy,
-                                 token_margin=config.refresh.proxy_margin_seconds, on_change=self._changed)
+                                 token_margin=config.refresh.proxy_margin_seconds, on_change=self._changed,
+                                 on_limits=self.plan.saw_headers)
         specs = [parse_listen(e) for e in config.listen]
         gateway = (await asyncio.to_thread(docker_net.bridge_gateway, config.docker_bridge)
                    if any(s.is_docker for s in specs) else None)
@@ -102,6 +108,7 @@ class Service:
         await self.control.start()
         await self._probe_autostart()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        self._tasks.append(asyncio.create_task(self.plan.run(), name="plan-usage-poll"))
         late = [s for s in specs if s.is_docker and not gateway]
         if late:
             self._tasks.append(asyncio.create_task(self._bind_docker_late(late), name="docker-bind"))
@@ -183,6 +190,8 @@ class Service:
             provider=self.profile.name,
             autostart=self._autostart_on,
             version=__version__,
+            limits=self.plan.limits,
+            limits_poll=self.plan.poll_state(),
         )
 
     def subscribe(self, callback: Callable[[Snapshot], None]) -> Callable[[], None]:
@@ -250,6 +259,8 @@ class Service:
         if op == "ping":
             return {"ok": True, "pid": os.getpid()}
         if op == "status":
+            if req.get("poll_limits"):
+                await self.plan.poll_now(on_demand=True)
             return {"ok": True, "status": self.snapshot().to_json()}
         if op == "perform":
             await self.perform(Action(req["action"]), req.get("arg"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,10 +79,11 @@ def error_response(r: Refusal, headers: dict[str, str] | None = None) -> web.Res
 
 class Forwarder:
     def __init__(self, *, profile: Profile, upstream: Upstream, tokens: TokenProvider, settings: ProxySettings,
-                 token_margin: float) -> None:
+                 token_margin: float, on_limits: Callable[[Any], None] = lambda headers: None) -> None:
         self.profile, self.upstream, self.tokens = profile, upstream, tokens
         self.settings, self.token_margin = settings, token_margin
         self.plan_limits: dict[str, str] = {}  # the latest plan-limit headers upstream sent
+        self.on_limits = on_limits  # sees each response's headers that carry plan limits
 
     async def forward(self, request: web.Request, key: str, headers: list[tuple[str, str]],
                       ex: Exchange) -> web.StreamResponse:
@@ -149,6 +151,7 @@ class Forwarder:
         limits = plan_limits(up.headers)
         if limits:
             self.plan_limits = limits
+            self.on_limits(up.headers)
         try:
             out_headers = rewrite_response_headers(
                 [(k.decode("latin-1"), v.decode("latin-1")) for k, v in up.raw_headers], secrets)

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from datetime import date
-from typing import Callable
+from typing import Any, Callable
 
 from aiohttp import web
 
@@ -37,12 +37,13 @@ _error = error_response
 class ProxyServer:
     def __init__(self, *, profile: Profile, upstream: Upstream, tokens: TokenProvider, access: SandboxGate,
                  audit: AuditLog | None, settings: ProxySettings, token_margin: float,
-                 on_change: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.time) -> None:
+                 on_change: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.time,
+                 on_limits: Callable[[Any], None] = lambda headers: None) -> None:
         self.profile, self.upstream, self.access = profile, upstream, access
         self.audit, self.settings = audit, settings
         self.on_change, self.clock = on_change, clock
         self.forwarder = Forwarder(profile=profile, upstream=upstream, tokens=tokens, settings=settings,
-                                   token_margin=token_margin)
+                                   token_margin=token_margin, on_limits=on_limits)
         self.limiter = FailureLimiter(max_failures=settings.auth_failures_per_minute, window=60.0)
         self.bound: list[str] = []  # "host:port" actually listening
         # Host names served (DNS-rebinding guard); grows as addresses are bound, read per request.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from datetime import datetime
 from typing import Any
 
 from broker.cli.common import ask_or_none, config_of
@@ -15,6 +16,7 @@ from broker.core.wording import duration_words, login_hint
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="show the token state, the proxy and the sandboxes")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--poll", action="store_true", help="ask the plan's usage endpoint first (where the login allows)")
     p.set_defaults(func=main)
 
 
@@ -41,12 +43,13 @@ def offline_status(config: Config) -> dict[str, Any]:
         "listen": [],
         "proxy": {"listen": [], "paused": paused, "requests_today": 0, "active_streams": 0, "plan_limits": {}},
         "sandboxes": sandboxes,
+        "limits": {"poll": "off: the broker is not running"},
     }
 
 
 def main(args: argparse.Namespace) -> int:
     config = config_of(args)
-    reply = ask_or_none(config, {"op": "status"})
+    reply = ask_or_none(config, {"op": "status", "poll_limits": bool(args.poll)})
     status = {"running": True, **reply["status"]} if reply else offline_status(config)
     if args.json:
         print(json.dumps(status, indent=2))
@@ -73,13 +76,34 @@ def render(st: dict[str, Any]) -> str:
                      f"{p['requests_today']} request(s) today, {p['active_streams']} in flight")
     elif p["paused"]:
         lines.append("proxy:    access is paused (`inference-broker resume`)")
-    limits = p.get("plan_limits") or {}
-    if limits:
-        shown = ", ".join(f"{k} {limits[k]}" for k in ("status", "5h-utilization", "7d-utilization") if k in limits)
-        lines.append(f"plan:     {shown or ', '.join(f'{k} {v}' for k, v in sorted(limits.items()))} "
-                     "(as the API last reported)")
+    lines.extend(limit_lines(st.get("limits") or {}))
     sbs = st["sandboxes"]
     lines.append(f"sandboxes: {len(sbs) or 'none — `inference-broker sandbox add NAME` issues a key'}")
     for s in sbs:
         lines.append(f"  {s['name']:<20} {s['requests']:>6} requests, last used {s['last_used'] or 'never'}")
     return "\n".join(lines)
+
+
+def _local(iso_time: str | None) -> str | None:
+    if not iso_time:
+        return None
+    return datetime.fromisoformat(iso_time).astimezone().strftime("%a %H:%M")
+
+
+def limit_lines(limits: dict[str, Any]) -> list[str]:
+    """"limits:   5-hour 62% · resets Thu 14:20, Weekly 31% · ..." from `limits.*` of the JSON."""
+    windows = [(k, w) for k, w in limits.items() if isinstance(w, dict) and "utilization" in w]
+    shown = []
+    for _, w in windows:
+        pct = "?" if w["utilization"] is None else f"{w['utilization']:.0f}%"
+        reset = _local(w.get("resets_at"))
+        shown.append(f"{w['label']} {pct}" + (f" · resets {reset}" if reset else ""))
+    lines = []
+    if shown:
+        status = f" — {limits['status']}" if limits.get("status") else ""
+        lines.append(f"limits:   {', '.join(shown)}{status}")
+        lines.append(f"          as seen {_local(limits.get('seen_at'))} from the {limits.get('source')}")
+    poll = limits.get("poll")
+    if poll and poll != "on":
+        lines.append(f"{'limits:' if not shown else '':<10}usage poll {poll}")
+    return lines

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from broker.core.actions import Action
+from broker.core.limit_alerts import menu_lines
 from broker.core.snapshot import (
     EXPIRED,
     EXPIRING,
@@ -147,6 +148,7 @@ def build_menu(snap: Snapshot) -> tuple[MenuEntry, ...]:
         MenuEntry(token_words(token, snap.now), enabled=False),
         MenuEntry(f"Last refresh: {ago_words(token.last_refresh, snap.now)}", enabled=False),
         MenuEntry(proxy_words(snap), enabled=False),
+        *(MenuEntry(line, enabled=False) for line in menu_lines(snap.limits)),
         SEPARATOR,
         sandboxes_menu(snap),
         MenuEntry("Refresh token now", Action.REFRESH, enabled=token.state != REFRESHING),

@@ -37,6 +37,8 @@ class Profile:
     keyring_service: str | None = None
     keyring_username: str | None = None
     login_hint: str = ""
+    usage_path: str | None = None  # the plan's usage endpoint (GET, with the real token)
+    usage_poll_seconds: float = 300.0
 
     def auth_value(self, secret: str) -> str:
         return f"{self.auth_scheme} {secret}" if self.auth_scheme else secret
@@ -75,6 +77,14 @@ def parse_profile(text: str, where: str) -> Profile:
     for s in sources:
         if s not in SOURCE_KINDS:
             raise f.fail("credential_sources", f"unknown source {s!r} (known: {', '.join(SOURCE_KINDS)})")
+    usage = f.sub("usage")
+    usage_path = usage.get("path", str)
+    if usage_path is not None and not usage_path.startswith("/"):
+        raise usage.fail(usage.name("path"), f"{usage_path!r} must start with /")
+    poll_seconds = usage.positive("poll_seconds", 300.0)
+    if poll_seconds < 30:
+        raise usage.fail(usage.name("poll_seconds"), "must be at least 30 (the endpoint is rate-limited)")
+    usage.done()
     paths = f.strings("paths")
     if not paths:
         raise f.fail("paths", "must list at least one API path sandboxes may reach")
@@ -98,6 +108,8 @@ def parse_profile(text: str, where: str) -> Profile:
         keyring_service=f.get("keyring_service", str),
         keyring_username=f.get("keyring_username", str),
         login_hint=f.get("login_hint", str, ""),
+        usage_path=usage_path,
+        usage_poll_seconds=poll_seconds,
     )
     f.done()
     return profile

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from broker.core.limits import PlanLimits
 
 # Token states, as `status --json` reports them.
 VALID = "valid"
@@ -103,6 +106,8 @@ class Snapshot:
     provider: str = "anthropic-oauth"
     autostart: bool = False
     version: str = ""
+    limits: PlanLimits | None = None  # the plan's windows, from headers and the usage poll
+    limits_poll: str = "off"  # "on", or "off: why"
 
     @property
     def active_sandboxes(self) -> int:
@@ -118,4 +123,5 @@ class Snapshot:
             "proxy": self.proxy.to_json(),
             "sandboxes": [s.to_json() for s in self.sandboxes],
             "autostart": self.autostart,
+            "limits": {**(self.limits.to_json() if self.limits else {}), "poll": self.limits_poll},
         }

@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from broker.core.actions import Action
+from broker.core.limit_alerts import alerts
 from broker.adapters.atomic import write_private
 from broker.core.menu import MenuEntry, build_menu, icon_state, status_text, tooltip
 from broker.core.notify import baseline, notification
@@ -49,6 +50,7 @@ class Tray:
         self._entries: tuple[MenuEntry, ...] | None = None
         self._state: str | None = None
         self._settled: Snapshot | None = None
+        self._limits: Any = None  # the plan limits last rendered, for crossing alerts
         self._stopped = threading.Event()
         self._fresh = threading.Event()  # a snapshot waits in _latest for the tray's thread
         self._latest: Snapshot | None = None
@@ -76,9 +78,12 @@ class Tray:
                 self._entries = entries
                 self.icon.menu = self._menu(entries)  # the setter calls update_menu()
             news = notification(self._settled, snap)
+            said = alerts(self._limits, snap.limits) if self._settled is not None else []
+            self._limits = snap.limits or self._limits
             self._settled = baseline(self._settled, snap)
-        if news and self.icon.HAS_NOTIFICATION:
-            title, message = news
+        for title, message in ([news] if news else []) + said:
+            if not self.icon.HAS_NOTIFICATION:
+                break
             try:
                 self.icon.notify(message, title)
             except Exception:  # no notification daemon: the icon already says it

@@ -173,7 +173,8 @@ async def make_broker(tmp_path: Path, token_endpoint: FakeTokenEndpoint, token_u
             write_login(creds, access, refresh_token, time.time() + expires_in)
         holder: dict[str, Broker] = {}
         fake = FakeAnthropic(valid_tokens=lambda: token_endpoint.valid_access,
-                             forbidden=lambda: list(holder["b"].keys.values()), **fake_kw)
+                             forbidden=lambda: list(holder["b"].keys.values()) if "b" in holder else [],
+                             **fake_kw)
         fakes.append(fake)
         upstream = await aiohttp_server(fake.make_app())
         config = Config(

@@ -256,6 +256,8 @@ REFUSALS = [
      "authentication_error"),
     ("oauth-path", dict(path="/api/oauth/token"), 403, "permission_error"),
     ("oauth-profile", dict(method="GET", path="/api/oauth/profile", body=b""), 403, "permission_error"),
+    # The plan's usage endpoint answers to the real token only: the broker polls it, sandboxes can't.
+    ("oauth-usage", dict(method="GET", path="/api/oauth/usage", body=b""), 403, "permission_error"),
     ("evil-host", dict(headers={"Host": "evil.example"}), 403, "permission_error"),
     ("origin", dict(headers={"Origin": "https://evil.example"}), 403, "permission_error"),
     ("content-length-over-limit", dict(body=b"{" + b" " * LIMIT + b"}"), 413, "request_too_large"),
@@ -641,4 +643,5 @@ async def test_plan_limits_from_upstream_reach_the_status(make_broker):
     from broker.cli.status_cmd import render
 
     text = render({"running": True, **b.service.snapshot().to_json()})
-    assert "plan:     status allowed, 5h-utilization 0.25, 7d-utilization 0.5" in text
+    assert "limits:   5-hour 25% · resets " in text and ", Weekly 50% · resets " in text
+    assert " — allowed\n" in text

@@ -21,6 +21,7 @@ LAYERS = [
     ("broker.tokens", 2),
     ("broker.access", 2),
     ("broker.login_sources", 2),
+    ("broker.plan_watch", 2),
     ("broker.service", 3),
     ("broker.tray", 4),
     ("broker.runner", 5),

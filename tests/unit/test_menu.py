@@ -190,3 +190,22 @@ def test_status_text_has_the_menus_words_without_its_actions() -> None:
     assert "    1 request · 0 in / 0 out tokens" in lines
     assert not any(w in text for w in ("Revoke", "Pause access", "Quit", "Copy docker"))
     assert text.endswith(NO_MENU_HINT + "\n")
+
+
+def test_plan_limits_show_under_the_proxy_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time as _time
+
+    from broker.core.limits import PlanLimits, Window
+
+    monkeypatch.setenv("TZ", "UTC")
+    _time.tzset()
+    try:
+        limits = PlanLimits(seen_at=NOW, source="headers", windows=(
+            Window("five_hour", 62.0, 1_750_003_200.0), Window("seven_day", 31.4, NOW + 86400)))
+        labels = [e.label for e in build_menu(Snapshot(now=NOW, limits=limits))]
+    finally:
+        monkeypatch.delenv("TZ")
+        _time.tzset()
+    i = next(i for i, label in enumerate(labels) if label.startswith("Proxy"))
+    assert labels[i + 1 : i + 3] == ["5-hour 62% · resets 16:00", "Weekly 31%"]
+    assert not any("5-hour" in label for label in (e.label for e in build_menu(snap())))
