@@ -24,6 +24,7 @@ from broker.adapters.autostart import Autostart
 from broker.adapters.configfiles import profile_for
 from broker.adapters.control import ControlServer
 from broker.adapters.keystore import KeyStore
+from broker.adapters.ledger import Ledger
 from broker.adapters.oauth import OAuthRefresher
 from broker.adapters.proxy import ProxyServer
 from broker.adapters.upstream import Upstream
@@ -37,6 +38,7 @@ from broker.core.profiles import Profile
 from broker.core.redact import fingerprint
 from broker.core.snapshot import ProxyStatus, Snapshot
 from broker.core.wording import login_hint
+from broker.core.usage_report import UsageRecord
 from broker.login_sources import build_sources
 from broker.plan_watch import PlanWatch
 from broker.tokens import TokenManager
@@ -71,6 +73,7 @@ class Service:
         upstream_url = config.upstream_url or self.profile.upstream
         usage = UsageClient(upstream_url, self.profile.usage_path) if self.profile.usage_path else None
         self.plan = PlanWatch(self.tokens, usage, self.profile.usage_poll_seconds, on_change=self._changed)
+        self.ledger = Ledger(config.ledger_path, retention_days=config.usage.retention_days)
         self.proxy: ProxyServer | None = None
         self._audit: AuditLog | None = None
         self._refresh_events: AuditLog | None = None
@@ -95,7 +98,8 @@ class Service:
         self.proxy = ProxyServer(profile=self.profile, upstream=upstream, tokens=self.tokens, access=self.access,
                                  audit=self._audit, settings=config.proxy,
                                  token_margin=config.refresh.proxy_margin_seconds, on_change=self._changed,
-                                 on_limits=self.plan.saw_headers)
+                                 on_limits=self.plan.saw_headers, on_record=self._account)
+        self.ledger.start()
         specs = [parse_listen(e) for e in config.listen]
         gateway = (await asyncio.to_thread(docker_net.bridge_gateway, config.docker_bridge)
                    if any(s.is_docker for s in specs) else None)
@@ -126,6 +130,7 @@ class Service:
         if self.proxy is not None:
             await self.proxy.stop()
         await self.tokens.stop()
+        await asyncio.to_thread(self.ledger.close)
         await self.access.close()
         for records in (self._audit, self._refresh_events):
             if records is not None:
@@ -225,6 +230,17 @@ class Service:
         port = dockerargs.sandbox_port(specs, bound, docker_net.bridge_gateway(self.config.docker_bridge))
         return dockerargs.run_line(dockerargs.base_url(port), key)
 
+    def _account(self, ex: Any, now: float) -> None:
+        """A finished request: one ledger row (queued, written off the loop)."""
+        u = ex.usage
+        row = UsageRecord(
+            time=round(now, 3), sandbox=ex.sandbox, model=(u.model if u else None) or ex.model,
+            status=int(ex.status or 0), latency_ms=float(ex.latency_ms or 0.0),
+            input_tokens=u.input_tokens if u else 0, output_tokens=u.output_tokens if u else 0,
+            cache_creation_tokens=u.cache_creation_input_tokens if u else 0,
+            cache_read_tokens=u.cache_read_input_tokens if u else 0, client=ex.client)
+        self.ledger.record(row)
+
     def _record_refresh(self, event: dict[str, Any]) -> None:
         """Queued for the refresh-events file's own writer thread."""
         if self._refresh_events is not None:
@@ -271,6 +287,9 @@ class Service:
             key = await (self.access.add(name) if issued else self.access.rotate(name))
             log.info("sandbox %s: key %s (fingerprint %s)", name, "issued" if issued else "rotated", fingerprint(key))
             return {"ok": True, "key": key}
+        if op == "usage_flush":
+            await asyncio.to_thread(self.ledger.flush)
+            return {"ok": True, "ledger": vars(self.ledger.stats)}
         if op == "sandbox_list":
             return {"ok": True, "sandboxes": [s.to_json() for s in self.access.sandboxes()]}
         raise BrokerError(f"unknown control request {op!r}")

@@ -45,11 +45,12 @@ class Exchange:
     retried_after_401: bool = False
     usage: Usage | None = None
     latency_ms: float | None = None
+    client: str = "unknown"  # the client product, from the user agent
 
     def record(self, now: float) -> dict[str, Any]:
         """The audit line: names, model, status, token counts, latency; never a secret."""
         out: dict[str, Any] = {"sandbox": self.sandbox, "method": self.method, "path": self.path}
-        for name in ("model", "status", "outcome", "latency_ms"):
+        for name in ("model", "status", "outcome", "latency_ms", "client"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value

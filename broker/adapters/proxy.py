@@ -20,6 +20,8 @@ from aiohttp import web
 from broker.adapters.audit import AuditLog
 from broker.adapters.forward import Exchange, Forwarder, error_response
 from broker.adapters.upstream import Upstream
+from broker.core.clients import client_product
+from broker.core.clients import client_product
 from broker.core.config import ProxySettings
 from broker.core.errors import BrokerError
 from broker.core.guards import check_body_size, check_host, check_origin, check_path, refusal
@@ -38,10 +40,12 @@ class ProxyServer:
     def __init__(self, *, profile: Profile, upstream: Upstream, tokens: TokenProvider, access: SandboxGate,
                  audit: AuditLog | None, settings: ProxySettings, token_margin: float,
                  on_change: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.time,
-                 on_limits: Callable[[Any], None] = lambda headers: None) -> None:
+                 on_limits: Callable[[Any], None] = lambda headers: None,
+                 on_record: Callable[[Exchange, float], None] = lambda ex, now: None) -> None:
         self.profile, self.upstream, self.access = profile, upstream, access
         self.audit, self.settings = audit, settings
         self.on_change, self.clock = on_change, clock
+        self.on_record = on_record  # sees each finished request (the usage ledger)
         self.forwarder = Forwarder(profile=profile, upstream=upstream, tokens=tokens, settings=settings,
                                    token_margin=token_margin, on_limits=on_limits)
         self.limiter = FailureLimiter(max_failures=settings.auth_failures_per_minute, window=60.0)
@@ -131,7 +135,7 @@ class ProxyServer:
         if bad is not None:
             return _error(bad)
 
-        ex = Exchange(name, request.method, request.path)
+        ex = Exchange(name, request.method, request.path, client=client_product(request.headers.get("User-Agent")))
         started = time.monotonic()
         with self.access.streaming(name):
             try:
@@ -151,6 +155,10 @@ class ProxyServer:
             self._day, self.requests_today = today, 0
         self.requests_today += 1
         self.access.record_use(ex.sandbox, now, ex.usage)
+        try:
+            self.on_record(ex, now)
+        except Exception as exc:
+            log.error("cannot account the request: %s", exc)
         if self.audit is not None:
             try:
                 self.audit.write(ex.record(now))

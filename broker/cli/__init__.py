@@ -21,6 +21,7 @@ COMMANDS = [
     "doctor",
     "login",
     "sandbox",
+    "usage",
     "docker_args",
     "autostart",
 ]

@@ -55,6 +55,12 @@ class AuditSettings:
 
 
 @dataclass(frozen=True)
+class UsageSettings:
+    retention_days: float = 90.0  # ledger rows older than this are removed
+    stop_at_percent: float | None = None  # refuse every sandbox once the 5-hour window is this full
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None = None  # where it was read from (None: defaults only)
     provider: str = "anthropic-oauth"
@@ -66,6 +72,7 @@ class Config:
     refresh: RefreshSettings = field(default_factory=RefreshSettings)
     proxy: ProxySettings = field(default_factory=ProxySettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    usage: UsageSettings = field(default_factory=UsageSettings)
     log_level: str = "info"
     docker_bridge: str = "docker0"  # the interface `docker` in `listen` stands for
     docker_poll_seconds: float = 5.0  # how often to look for it while it is missing
@@ -77,6 +84,10 @@ class Config:
     @property
     def keystore_path(self) -> Path:
         return self.state_dir / "broker.db"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.state_dir / "usage.db"
 
     @property
     def audit_log(self) -> Path:
@@ -141,6 +152,14 @@ def parse_config(text: str, where: str, path: Path | None = None) -> Config:
                           backups=int(a.positive("backups", da.backups, allow_zero=True)))
     a.done()
 
+    u = f.sub("usage")
+    stop = u.get("stop_at_percent", (int, float))
+    if stop is not None and not 0 < stop <= 100:
+        raise u.fail("usage.stop_at_percent", f"must be a percentage above 0 and at most 100 (got {stop!r})")
+    usage = UsageSettings(retention_days=u.positive("retention_days", UsageSettings.retention_days),
+                          stop_at_percent=float(stop) if stop is not None else None)
+    u.done()
+
     listen = f.strings("listen", DEFAULT_LISTEN)
     if not listen:
         raise f.fail("listen", "must list at least one host:port")
@@ -159,6 +178,7 @@ def parse_config(text: str, where: str, path: Path | None = None) -> Config:
         refresh=refresh,
         proxy=proxy,
         audit=audit,
+        usage=usage,
         log_level=f.choice("log_level", ("debug", "info", "warning", "error"), defaults.log_level),
         docker_bridge=f.get("docker_bridge", str, defaults.docker_bridge),
         docker_poll_seconds=f.positive("docker_poll_seconds", defaults.docker_poll_seconds),
