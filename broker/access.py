@@ -1,8 +1,8 @@
 """Who may use the proxy right now: the one place that decides, and acts on, sandbox access.
 
-It keeps the key hashes, the pause flag and the sandbox list in memory (the proxy checks a
-key against memory, with no SQLite on the request path), registers every request in flight
-by sandbox, and counts use. Every change (add, rotate, revoke, revoke all, pause, resume, or
+It keeps the key hashes, the pause flag, the budgets and the sandbox list in memory (the proxy
+checks a key, and `admit` a budget, against memory, with no SQLite on the request path),
+registers every request in flight by sandbox, and counts use. Every change (add, rotate, revoke, revoke all, pause, resume, or
 another process writing the key store) goes through `_apply`, which compares the new state
 with the old by name *and* key hash and ends exactly the streams whose access went away.
 
@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from broker.adapters.keystore import Counts, KeyStore, tally, with_counts
+from broker.core.budget import Budget
+from broker.core.guards import Refusal
 from broker.core.keys import match_key
 from broker.core.snapshot import SandboxInfo
 from broker.core.usage import Usage
@@ -38,12 +40,19 @@ class _Stored:
     hashes: dict[str, str] = field(default_factory=dict)
     paused: bool = False
     rows: tuple[SandboxInfo, ...] = ()
+    budgets: dict[str, Budget] = field(default_factory=dict)
+
+
+class _NoMeter:
+    def check(self, name: str, now: float, budget: Budget | None) -> tuple[Refusal, float] | None:
+        return None
 
 
 class SandboxAccess:
-    def __init__(self, keystore: KeyStore, on_change: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, keystore: KeyStore, on_change: Callable[[], None] = lambda: None, meter: Any = None) -> None:
         self.keystore = keystore
         self.on_change = on_change
+        self.meter = meter or _NoMeter()  # budgets (broker.metering): spent tokens against them
         self._io = ThreadPoolExecutor(1, thread_name_prefix="keystore")
         self._state = _Stored()
         self._active: dict[str, set[asyncio.Task[Any]]] = {}
@@ -58,6 +67,14 @@ class SandboxAccess:
     def sandbox_for(self, key: str) -> str | None:
         """The sandbox `key` belongs to (constant-time compare), or None."""
         return match_key(key, self._state.hashes)
+
+    @property
+    def budgets(self) -> dict[str, Budget]:
+        return self._state.budgets
+
+    def admit(self, name: str, now: float) -> tuple[Refusal, float] | None:
+        """None to forward; else a 429 (over the sandbox's budget, or the plan-wide stop)."""
+        return self.meter.check(name, now, self._state.budgets.get(name))
 
     def sandboxes(self) -> list[SandboxInfo]:
         return with_counts(list(self._state.rows), self._saving, self._unsaved)
@@ -100,6 +117,10 @@ class SandboxAccess:
     async def revoke_all(self) -> int:
         return await self._change(lambda store: store.revoke_all())
 
+    async def set_budget(self, name: str, budget: Budget | None) -> None:
+        _, state = await self._run(lambda: (self.keystore.set_budget(name, budget), self._read()))
+        self._apply(state)
+
     async def set_paused(self, paused: bool) -> None:
         await self._change(lambda store: store.set_paused(paused))
 
@@ -121,7 +142,7 @@ class SandboxAccess:
 
         try:
             rows = await self._run(save)
-            self._state = _Stored(self._state.hashes, self._state.paused, tuple(rows))
+            self._state = _Stored(self._state.hashes, self._state.paused, tuple(rows), self._state.budgets)
         except Exception:
             for name, (req, inp, outp, last) in self._saving.items():  # keep them for the next try
                 p = self._unsaved.setdefault(name, [0, 0, 0, 0.0])
@@ -159,7 +180,8 @@ class SandboxAccess:
     def _read(self, mark_seen: bool = False) -> _Stored:
         if mark_seen:
             self.keystore.changed()
-        return _Stored(self.keystore.hashes(), self.keystore.paused(), tuple(self.keystore.stored()))
+        return _Stored(self.keystore.hashes(), self.keystore.paused(), tuple(self.keystore.stored()),
+                       self.keystore.budgets())
 
     def _apply(self, new: _Stored) -> None:
         """Adopt `new`; end the streams of every sandbox whose key is gone or changed, or all

@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,11 +34,11 @@ from broker.core.config import Config
 from broker.core.errors import BrokerError
 from broker.core.listen import ListenSpec, parse_listen, resolve_listen
 from broker.core.profiles import Profile
-from broker.core.redact import fingerprint
-from broker.core.snapshot import ProxyStatus, Snapshot
+from broker.core.budget import Budget
+from broker.core.snapshot import ProxyStatus, SandboxInfo, Snapshot
 from broker.core.wording import login_hint
-from broker.core.usage_report import UsageRecord
 from broker.login_sources import build_sources
+from broker.metering import Metering
 from broker.plan_watch import PlanWatch
 from broker.tokens import TokenManager
 
@@ -60,7 +59,9 @@ class Service:
         state = config.state_dir
         self.paths = ServicePaths(config.path or state / "config.yaml", config.audit_log, state)
         self.keystore = KeyStore(config.keystore_path)
-        self.access = SandboxAccess(self.keystore, on_change=self._changed)
+        self.ledger = Ledger(config.ledger_path, retention_days=config.usage.retention_days)
+        self.metering = Metering(self.ledger, lambda: self.plan.limits, config.usage.stop_at_percent)
+        self.access = SandboxAccess(self.keystore, on_change=self._changed, meter=self.metering)
         self.refresh_log = state / "refresh-events.jsonl"
         token_url = config.token_url or self.profile.token_url
         refresher = (OAuthRefresher(token_url, self.profile.client_id or "", config.refresh.request_timeout_seconds)
@@ -73,7 +74,6 @@ class Service:
         upstream_url = config.upstream_url or self.profile.upstream
         usage = UsageClient(upstream_url, self.profile.usage_path) if self.profile.usage_path else None
         self.plan = PlanWatch(self.tokens, usage, self.profile.usage_poll_seconds, on_change=self._changed)
-        self.ledger = Ledger(config.ledger_path, retention_days=config.usage.retention_days)
         self.proxy: ProxyServer | None = None
         self._audit: AuditLog | None = None
         self._refresh_events: AuditLog | None = None
@@ -92,13 +92,14 @@ class Service:
                                                        config.audit.backups)
         await self.tokens.start()
         await self.access.load()
+        await self.metering.seed()
         self._audit = await asyncio.to_thread(AuditLog, config.audit_log, config.audit.max_bytes, config.audit.backups)
         upstream = Upstream(config.upstream_url or self.profile.upstream,
                             config.proxy.connect_timeout_seconds, config.proxy.read_idle_timeout_seconds)
         self.proxy = ProxyServer(profile=self.profile, upstream=upstream, tokens=self.tokens, access=self.access,
                                  audit=self._audit, settings=config.proxy,
                                  token_margin=config.refresh.proxy_margin_seconds, on_change=self._changed,
-                                 on_limits=self.plan.saw_headers, on_record=self._account)
+                                 on_limits=self.plan.saw_headers, on_record=self.metering.account)
         self.ledger.start()
         specs = [parse_listen(e) for e in config.listen]
         gateway = (await asyncio.to_thread(docker_net.bridge_gateway, config.docker_bridge)
@@ -191,13 +192,22 @@ class Service:
                 active_streams=self.access.active_streams,
                 plan_limits=tuple(sorted(proxy.plan_limits.items())) if proxy else (),
             ),
-            sandboxes=tuple(self.access.sandboxes()),
+            sandboxes=self.sandboxes(),
             provider=self.profile.name,
             autostart=self._autostart_on,
             version=__version__,
             limits=self.plan.limits,
             limits_poll=self.plan.poll_state(),
         )
+
+    def sandboxes(self) -> tuple[SandboxInfo, ...]:
+        now, budgets = time.time(), self.access.budgets
+        return tuple(replace(s, budget_used=self.metering.used(s.name, now, budgets.get(s.name)))
+                     for s in self.access.sandboxes())
+
+    async def set_budget(self, name: str, budget: Budget | None) -> None:
+        await self.access.set_budget(name, budget)
+        log.info("sandbox %s: budget %s", name, budget.words() if budget else "off")
 
     def subscribe(self, callback: Callable[[Snapshot], None]) -> Callable[[], None]:
         self._subscribers.append(callback)
@@ -230,17 +240,6 @@ class Service:
         port = dockerargs.sandbox_port(specs, bound, docker_net.bridge_gateway(self.config.docker_bridge))
         return dockerargs.run_line(dockerargs.base_url(port), key)
 
-    def _account(self, ex: Any, now: float) -> None:
-        """A finished request: one ledger row (queued, written off the loop)."""
-        u = ex.usage
-        row = UsageRecord(
-            time=round(now, 3), sandbox=ex.sandbox, model=(u.model if u else None) or ex.model,
-            status=int(ex.status or 0), latency_ms=float(ex.latency_ms or 0.0),
-            input_tokens=u.input_tokens if u else 0, output_tokens=u.output_tokens if u else 0,
-            cache_creation_tokens=u.cache_creation_input_tokens if u else 0,
-            cache_read_tokens=u.cache_read_input_tokens if u else 0, client=ex.client)
-        self.ledger.record(row)
-
     def _record_refresh(self, event: dict[str, Any]) -> None:
         """Queued for the refresh-events file's own writer thread."""
         if self._refresh_events is not None:
@@ -271,25 +270,6 @@ class Service:
     # -- control socket
     async def handle_control(self, req: dict[str, Any]) -> dict[str, Any]:
         """One request from the control socket (the CLI talking to this running broker)."""
-        op = req.get("op")
-        if op == "ping":
-            return {"ok": True, "pid": os.getpid()}
-        if op == "status":
-            if req.get("poll_limits"):
-                await self.plan.poll_now(on_demand=True)
-            return {"ok": True, "status": self.snapshot().to_json()}
-        if op == "perform":
-            await self.perform(Action(req["action"]), req.get("arg"))
-            return {"ok": True, "status": self.snapshot().to_json()}
-        if op in ("sandbox_add", "sandbox_rotate"):
-            name = str(req["name"])
-            issued = op == "sandbox_add"
-            key = await (self.access.add(name) if issued else self.access.rotate(name))
-            log.info("sandbox %s: key %s (fingerprint %s)", name, "issued" if issued else "rotated", fingerprint(key))
-            return {"ok": True, "key": key}
-        if op == "usage_flush":
-            await asyncio.to_thread(self.ledger.flush)
-            return {"ok": True, "ledger": vars(self.ledger.stats)}
-        if op == "sandbox_list":
-            return {"ok": True, "sandboxes": [s.to_json() for s in self.access.sandboxes()]}
-        raise BrokerError(f"unknown control request {op!r}")
+        from broker.control_ops import handle
+
+        return await handle(self, req)

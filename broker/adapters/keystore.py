@@ -12,8 +12,10 @@ import os
 import re
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 
+from broker.core.budget import Budget
 from broker.core.errors import BrokerError
 from broker.core.keys import generate_key, hash_key
 from broker.core.snapshot import SandboxInfo
@@ -35,6 +37,7 @@ CREATE TABLE IF NOT EXISTS sandboxes (
     output_tokens INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS budgets (name TEXT PRIMARY KEY, tokens INTEGER NOT NULL, window REAL NOT NULL);
 """
 
 
@@ -109,20 +112,37 @@ class KeyStore:
 
     def revoke(self, name: str) -> bool:
         self._pending.pop(name, None)
+        self.db.execute("DELETE FROM budgets WHERE name = ?", (name,))
         return self.db.execute("DELETE FROM sandboxes WHERE name = ?", (name,)).rowcount > 0
 
     def revoke_all(self) -> int:
         self._pending.clear()
+        self.db.execute("DELETE FROM budgets")
         return self.db.execute("DELETE FROM sandboxes").rowcount
+
+    # -- budgets (tokens per rolling window), enforced by the running broker
+    def set_budget(self, name: str, budget: Budget | None) -> None:
+        if not self.db.execute("SELECT 1 FROM sandboxes WHERE name = ?", (name,)).fetchone():
+            raise SandboxError(f"no sandbox named {name!r} (`inference-broker sandbox add {name} --budget ...`)")
+        if budget is None:
+            self.db.execute("DELETE FROM budgets WHERE name = ?", (name,))
+        else:
+            self.db.execute("INSERT INTO budgets (name, tokens, window) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE "
+                            "SET tokens = excluded.tokens, window = excluded.window", (name, budget.tokens, budget.window))
+
+    def budgets(self) -> dict[str, Budget]:
+        return {n: Budget(int(t), float(w)) for n, t, w in self.db.execute("SELECT name, tokens, window FROM budgets")}
 
     def hashes(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT name, key_hash FROM sandboxes"))
 
     def stored(self) -> list[SandboxInfo]:
         """The sandboxes with the counters as saved (no unsaved use)."""
-        rows = self.db.execute("SELECT name, created, last_used, requests, input_tokens, output_tokens "
-                               "FROM sandboxes ORDER BY name").fetchall()
-        return [SandboxInfo(*row) for row in rows]
+        rows = self.db.execute("SELECT s.name, created, last_used, requests, input_tokens, output_tokens, b.tokens, "
+                               "b.window FROM sandboxes s LEFT JOIN budgets b ON b.name = s.name "
+                               "ORDER BY s.name").fetchall()
+        return [SandboxInfo(*row[:6], budget=Budget(int(row[6]), float(row[7])).words() if row[6] else None)
+                for row in rows]
 
     def list(self) -> list[SandboxInfo]:
         return with_counts(self.stored(), self._pending)
@@ -179,5 +199,5 @@ def with_counts(rows: list[SandboxInfo], *counts: Counts) -> list[SandboxInfo]:
             if p:
                 requests, inp, outp = requests + int(p[0]), inp + int(p[1]), outp + int(p[2])
                 last_used = max(last_used or 0, p[3])
-        out.append(SandboxInfo(row.name, row.created, last_used, requests, inp, outp))
+        out.append(replace(row, last_used=last_used, requests=requests, input_tokens=inp, output_tokens=outp))
     return out

@@ -21,7 +21,6 @@ from broker.adapters.audit import AuditLog
 from broker.adapters.forward import Exchange, Forwarder, error_response
 from broker.adapters.upstream import Upstream
 from broker.core.clients import client_product
-from broker.core.clients import client_product
 from broker.core.config import ProxySettings
 from broker.core.errors import BrokerError
 from broker.core.guards import check_body_size, check_host, check_origin, check_path, refusal
@@ -131,6 +130,12 @@ class ProxyServer:
         if self.access.paused:
             return _error(refusal(403, "sandbox access is paused in inference-broker; resume it from the tray "
                                        "or with `inference-broker resume`"))
+        verdict = self.access.admit(name, now)  # budgets, and the plan-wide stop
+        if verdict is not None:
+            ex = Exchange(name, request.method, request.path, status=429, outcome="refused: over budget",
+                          latency_ms=0.0, client=client_product(request.headers.get("User-Agent")))
+            self._finish(ex)
+            return _error(verdict[0], {"retry-after": str(max(1, round(verdict[1])))})
         bad = check_body_size(request.headers.get("Content-Length"), self.settings.max_body_bytes)
         if bad is not None:
             return _error(bad)

@@ -12,6 +12,7 @@ import sys
 
 from broker.adapters.keystore import KeyStore
 from broker.cli.common import ask_or_none, config_of
+from broker.core.budget import parse_budget
 from broker.core.config import Config
 
 
@@ -20,7 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = p.add_subparsers(dest="sandbox_command", metavar="ACTION", required=True)
     a = s.add_parser("add", help="issue a key for a new sandbox (printed once)")
     a.add_argument("name")
+    a.add_argument("--budget", help="tokens per rolling window, e.g. 2M/5h (see `sandbox budget`)")
     a.set_defaults(func=add)
+    b = s.add_parser("budget", help="limit a sandbox's tokens per rolling window: 2M/5h, 500k/1d, or off")
+    b.add_argument("name")
+    b.add_argument("budget", help="TOKENS/WINDOW (k, M suffixes; m, h, d, w windows), or `off`")
+    b.set_defaults(func=budget)
     r = s.add_parser("rotate", help="replace a sandbox's key (the old one stops working)")
     r.add_argument("name")
     r.set_defaults(func=rotate)
@@ -49,8 +55,29 @@ def issue(config: Config, name: str, rotate: bool = False) -> str:
         return store.rotate(name) if rotate else store.add(name)
 
 
+def set_budget(config: Config, name: str, text: str) -> str:
+    """Set (or with `off` remove) a budget, through the broker if it runs; returns its words."""
+    spec = parse_budget(text)
+    reply = ask_or_none(config, {"op": "sandbox_budget", "name": name, "budget": text})
+    if reply is None:
+        with KeyStore(config.keystore_path) as store:
+            store.set_budget(name, spec)
+    return spec.words() if spec else "off"
+
+
+def budget(args: argparse.Namespace) -> int:
+    words = set_budget(config_of(args), args.name, args.budget)
+    print(f"sandbox {args.name}: budget {words}" + ("" if words == "off" else " tokens per rolling window "
+          "(input + cache writes + output)"))
+    return 0
+
+
 def add(args: argparse.Namespace) -> int:
+    if args.budget:
+        parse_budget(args.budget)  # refuse a bad budget before a key is issued
     key = issue(config_of(args), args.name)
+    if args.budget:
+        set_budget(config_of(args), args.name, args.budget)
     print(key)
     print(f"sandbox {args.name!r} created. This key is shown once; give it to the sandbox as "
           "ANTHROPIC_API_KEY (see `inference-broker docker-args`).", file=sys.stderr)
@@ -78,8 +105,12 @@ def list_(args: argparse.Namespace) -> int:
     if not rows:
         print("no sandboxes (`inference-broker sandbox add NAME` issues a key)")
     for r in rows:
+        budget = ""
+        if r.get("budget"):
+            used = f"{r['budget_used']} used of " if r.get("budget_used") is not None else ""
+            budget = f", budget {used}{r['budget']}"
         print(f"{r['name']:<24} created {r['created']}  last used {r['last_used'] or 'never':<25} "
-              f"{r['requests']} requests, {r['input_tokens']} in / {r['output_tokens']} out tokens")
+              f"{r['requests']} requests, {r['input_tokens']} in / {r['output_tokens']} out tokens{budget}")
     return 0
 
 

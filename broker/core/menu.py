@@ -121,10 +121,10 @@ def tooltip(snap: Snapshot) -> str:
 
 def _sandbox_entry(sb: SandboxInfo, now: float) -> MenuEntry:
     used = "never used" if sb.last_used is None else f"used {ago_words(sb.last_used, now)}"
-    details = MenuEntry(
-        f"{_count(sb.requests, 'request', 'requests')} · {sb.input_tokens} in / {sb.output_tokens} out tokens",
-        enabled=False,
-    )
+    words = f"{_count(sb.requests, 'request', 'requests')} · {sb.input_tokens} in / {sb.output_tokens} out tokens"
+    if sb.budget:
+        words += f" · budget {sb.budget_used or 0} of {sb.budget}"
+    details = MenuEntry(words, enabled=False)
     # Revoke comes first so keyboard navigation lands on it.
     return MenuEntry(
         f"{sb.name} — {used}",

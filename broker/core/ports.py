@@ -10,6 +10,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Protocol
 
+from broker.core.guards import Refusal
 from broker.core.usage import Usage
 
 
@@ -37,6 +38,10 @@ class SandboxGate(Protocol):
 
     def streaming(self, name: str) -> AbstractContextManager[None]:
         """Hold the current request as one of sandbox `name`'s, so a revoke can end it."""
+        ...
+
+    def admit(self, name: str, now: float) -> tuple[Refusal, float] | None:
+        """None to forward; else the 429 over a budget and the seconds to retry after."""
         ...
 
     def record_use(self, name: str, when: float, usage: Usage | None) -> None: ...

@@ -65,9 +65,13 @@ class SandboxInfo:
     requests: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    budget: str | None = None  # "2M/5h"
+    budget_used: int | None = None  # tokens counted against it now (known to a running broker)
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "budget": self.budget,
+            "budget_used": self.budget_used,
             "name": self.name,
             "created": iso(self.created),
             "last_used": iso(self.last_used),

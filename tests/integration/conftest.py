@@ -21,7 +21,7 @@ try:  # the HTTP library the anthropic SDK runs on: httpx2 for SDK 2.x, httpx be
 except ImportError:  # pragma: no cover - older SDKs
     import httpx  # type: ignore[no-redef]
 
-from broker.core.config import Config, CredentialSettings, ProxySettings, RefreshSettings
+from broker.core.config import Config, CredentialSettings, ProxySettings, RefreshSettings, UsageSettings
 from broker.service import Service
 from tests.conftest import write_login
 from tests.fakes.token_endpoint import FakeTokenEndpoint
@@ -166,7 +166,8 @@ async def make_broker(tmp_path: Path, token_endpoint: FakeTokenEndpoint, token_u
     fakes: list[FakeAnthropic] = []
 
     async def make(expires_in: float | None = 8 * 3600, proxy: dict[str, Any] | None = None,
-                   refresh: dict[str, Any] | None = None, **fake_kw: Any) -> Broker:
+                   refresh: dict[str, Any] | None = None, usage: dict[str, Any] | None = None,
+                   **fake_kw: Any) -> Broker:
         creds = tmp_path / "claude" / ".credentials.json"
         if expires_in is not None:
             access, refresh_token = token_endpoint.issue()
@@ -185,6 +186,7 @@ async def make_broker(tmp_path: Path, token_endpoint: FakeTokenEndpoint, token_u
             credentials=CredentialSettings(sources=("file",), file=creds),
             refresh=RefreshSettings(**{"request_timeout_seconds": 5.0, **(refresh or {})}),
             proxy=ProxySettings(**{"connect_timeout_seconds": 5.0, **(proxy or {})}),
+            usage=UsageSettings(**(usage or {})),
         )
         service = Service(config)
         service.set_autostart_probe(lambda: False)

@@ -22,6 +22,8 @@ LAYERS = [
     ("broker.access", 2),
     ("broker.login_sources", 2),
     ("broker.plan_watch", 2),
+    ("broker.metering", 2),
+    ("broker.control_ops", 3),
     ("broker.service", 3),
     ("broker.tray", 4),
     ("broker.runner", 5),

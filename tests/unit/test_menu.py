@@ -209,3 +209,9 @@ def test_plan_limits_show_under_the_proxy_line(monkeypatch: pytest.MonkeyPatch) 
     i = next(i for i, label in enumerate(labels) if label.startswith("Proxy"))
     assert labels[i + 1 : i + 3] == ["5-hour 62% · resets 16:00", "Weekly 31%"]
     assert not any("5-hour" in label for label in (e.label for e in build_menu(snap())))
+
+
+def test_a_sandbox_budget_shows_in_its_submenu() -> None:
+    sb = SandboxInfo("alpha", NOW, requests=2, input_tokens=22, output_tokens=10, budget="20k/5h", budget_used=32)
+    entry = next(e for e in build_menu(Snapshot(now=NOW, sandboxes=(sb,))) if e.label.startswith("Sandboxes"))
+    assert entry.submenu[0].submenu[1].label == "2 requests · 22 in / 10 out tokens · budget 32 of 20k/5h"
