@@ -32,6 +32,8 @@ async def handle(service: Any, req: dict[str, Any]) -> dict[str, Any]:
         key = await (service.access.add(name) if issued else service.access.rotate(name))
         log.info("sandbox %s: key %s (fingerprint %s)", name, "issued" if issued else "rotated", fingerprint(key))
         return {"ok": True, "key": key}
+    if op == "dashboard_url":
+        return {"ok": True, "url": service.dashboard.login_url()}
     if op == "usage_flush":
         await asyncio.to_thread(service.ledger.flush)
         return {"ok": True, "ledger": vars(service.ledger.stats)}

@@ -22,6 +22,7 @@ from broker.adapters.audit import AuditLog
 from broker.adapters.autostart import Autostart
 from broker.adapters.configfiles import profile_for
 from broker.adapters.control import ControlServer
+from broker.adapters.dashboard import DashboardServer
 from broker.adapters.keystore import KeyStore
 from broker.adapters.ledger import Ledger
 from broker.adapters.oauth import OAuthRefresher
@@ -114,6 +115,10 @@ class Service:
         await self._probe_autostart()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         self._tasks.append(asyncio.create_task(self.plan.run(), name="plan-usage-poll"))
+        from broker.dashboard.views import DashboardViews  # the dashboard's pages are a face
+
+        self.dashboard = DashboardServer(DashboardViews(self), port=self.config.dashboard_port)
+        await self.dashboard.start()
         late = [s for s in specs if s.is_docker and not gateway]
         if late:
             self._tasks.append(asyncio.create_task(self._bind_docker_late(late), name="docker-bind"))
@@ -127,6 +132,8 @@ class Service:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if getattr(self, "control", None):
             await self.control.stop()
+        if getattr(self, "dashboard", None):
+            await self.dashboard.stop()
         self.access.end_streams()
         if self.proxy is not None:
             await self.proxy.stop()

@@ -22,6 +22,7 @@ COMMANDS = [
     "login",
     "sandbox",
     "usage",
+    "dashboard",
     "docker_args",
     "autostart",
 ]

@@ -21,3 +21,4 @@ class Action(str, enum.Enum):
     OPEN_AUDIT_LOG = "open_audit_log"
     OPEN_CONFIG = "open_config"
     SHOW_STATUS = "show_status"  # a tray with no menu (pystray's xorg): the menu's words as a text file
+    OPEN_DASHBOARD = "open_dashboard"

@@ -76,6 +76,7 @@ class Config:
     log_level: str = "info"
     docker_bridge: str = "docker0"  # the interface `docker` in `listen` stands for
     docker_poll_seconds: float = 5.0  # how often to look for it while it is missing
+    dashboard_port: int = 0  # the local dashboard's port on 127.0.0.1 (0: any free port)
 
     @property
     def control_socket(self) -> Path:
@@ -182,6 +183,7 @@ def parse_config(text: str, where: str, path: Path | None = None) -> Config:
         log_level=f.choice("log_level", ("debug", "info", "warning", "error"), defaults.log_level),
         docker_bridge=f.get("docker_bridge", str, defaults.docker_bridge),
         docker_poll_seconds=f.positive("docker_poll_seconds", defaults.docker_poll_seconds),
+        dashboard_port=int(f.positive("dashboard_port", 0, allow_zero=True)),
     )
     f.done()
     _check_listen(config.listen, where)

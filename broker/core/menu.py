@@ -155,6 +155,7 @@ def build_menu(snap: Snapshot) -> tuple[MenuEntry, ...]:
         MenuEntry("Resume access", Action.RESUME) if paused else MenuEntry("Pause access", Action.PAUSE),
         MenuEntry("Revoke all sandbox access", Action.REVOKE_ALL, enabled=bool(snap.sandboxes)),
         SEPARATOR,
+        MenuEntry("Open dashboard", Action.OPEN_DASHBOARD),
         MenuEntry("Copy docker run flags", Action.COPY_DOCKER_FLAGS),
         MenuEntry("Open audit log", Action.OPEN_AUDIT_LOG),
         MenuEntry("Open config", Action.OPEN_CONFIG),

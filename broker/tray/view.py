@@ -34,7 +34,8 @@ APP_NAME = "inference-broker"
 RERENDER_SECONDS = 30.0  # "valid for 5 h 12 min" stays true to the minute between state changes
 POLL_SECONDS = 0.5  # how soon the tray notices that the service's loop has stopped
 DOCK_CHECKS = 120  # xorg: polls (a minute) to check that a tray took the icon
-FACE_LOCAL = {Action.COPY_DOCKER_FLAGS, Action.OPEN_AUDIT_LOG, Action.OPEN_CONFIG, Action.SHOW_STATUS}
+FACE_LOCAL = {Action.COPY_DOCKER_FLAGS, Action.OPEN_AUDIT_LOG, Action.OPEN_CONFIG, Action.SHOW_STATUS,
+              Action.OPEN_DASHBOARD}
 STATUS_FILE = "tray-status.txt"  # in the state dir: what a menu-less tray opens on a click
 
 
@@ -153,6 +154,11 @@ class Tray:
                 log.info("no clipboard tool; docker run flags: %s", flags)
                 if self.icon.HAS_NOTIFICATION:
                     self.icon.notify(flags, "docker run flags")
+            return
+        if action == Action.OPEN_DASHBOARD:
+            import webbrowser  # noqa: PLC0415
+
+            await asyncio.to_thread(webbrowser.open, self.service.dashboard.login_url())
             return
         paths = self.service.paths
         if action == Action.SHOW_STATUS:

@@ -24,6 +24,7 @@ LAYERS = [
     ("broker.plan_watch", 2),
     ("broker.metering", 2),
     ("broker.control_ops", 3),
+    ("broker.dashboard", 2),  # the dashboard's pages: app level, they read the service
     ("broker.service", 3),
     ("broker.tray", 4),
     ("broker.runner", 5),

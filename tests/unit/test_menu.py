@@ -100,7 +100,7 @@ def test_every_token_state_makes_a_complete_menu(state: str) -> None:
     actions = by_action(menu)
     assert set(actions) == {
         Action.REFRESH, Action.PAUSE, Action.REVOKE_ALL, Action.COPY_DOCKER_FLAGS,
-        Action.OPEN_AUDIT_LOG, Action.OPEN_CONFIG, Action.SET_AUTOSTART, Action.QUIT,
+        Action.OPEN_AUDIT_LOG, Action.OPEN_CONFIG, Action.OPEN_DASHBOARD, Action.SET_AUTOSTART, Action.QUIT,
     }
     assert menu[1].label == token_words(snap(state, reason="boom").token, NOW)
     assert not menu[1].enabled  # status lines are information, not buttons
