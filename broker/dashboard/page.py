@@ -70,7 +70,8 @@ def header(d: PageData) -> str:
     source = f"{_e(t.source)}, fingerprint {_e(t.fingerprint)}, " if t.source else ""
     return (f'<header><h1>inference-broker</h1><p id="token" class="{cls}" data-state="{_e(t.state)}">'
             f'{_e(plan_words(t))}: {_e(token_words(t, s.now))}{_e(expiry)}</p>'
-            f'<p class="muted">{source}refresh mode {_e(t.mode)}; last refresh {_local(t.last_refresh)}. '
+            f'<p class="muted">{source}refresh mode {_e(t.mode)}; last refresh '
+            f'{_local(t.last_refresh) if t.last_refresh else "never (by this broker)"}. '
             f'{_e(proxy_words(s))}</p></header>')
 
 
