@@ -22,7 +22,7 @@ async def handle(service: Any, req: dict[str, Any]) -> dict[str, Any]:
     if op == "status":
         if req.get("poll_limits"):
             await service.plan.poll_now(on_demand=True)
-        return {"ok": True, "status": service.snapshot().to_json()}
+        return {"ok": True, "status": {**service.snapshot().to_json(), "usage_ledger": vars(service.ledger.stats)}}
     if op == "perform":
         await service.perform(Action(req["action"]), req.get("arg"))
         return {"ok": True, "status": service.snapshot().to_json()}

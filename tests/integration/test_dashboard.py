@@ -74,6 +74,10 @@ async def test_page_agrees_with_usage_and_status_and_holds_no_secret(make_broker
         assert secret not in page, label
     for rng in ("7d", "30d"):
         assert (await get(f"{base}/?range={rng}", cookie=sid))[0] == 200
+    # `inference-broker dashboard --print` hands out a link of its own, good once.
+    link = (await cli(capsys, config, "dashboard", "--print")).strip()
+    assert link.startswith(base + "/login?t=")
+    assert (await get(link))[0] == 303 and (await get(link))[0] == 403
 
 
 async def test_the_door_refuses_strangers(make_broker):

@@ -85,6 +85,8 @@ async def test_a_locked_ledger_never_fails_a_request(make_broker, tmp_path, caps
         holder.execute("ROLLBACK")
         holder.close()
     assert reply["ledger"]["dropped"] >= 1 and "locked" in reply["ledger"]["last_error"]
+    counted = (await b.service.handle_control({"op": "status"}))["status"]["usage_ledger"]
+    assert counted["dropped"] == reply["ledger"]["dropped"] and counted["errors"] >= 1
     status, _, _ = await call(b, key=key)
     assert status == 200
     reply = await b.service.handle_control({"op": "usage_flush"})
