@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from broker.core.errors import BrokerError
 from broker.core.guards import Refusal, refusal
 from broker.core.limits import PlanLimits
+from broker.core.usage_report import UNITS
 from broker.core.wording import duration_words
 
 BUCKET = 60.0  # seconds per bucket: retry-after is exact to the minute
 MAX_WINDOW = 31 * 86400.0  # the book keeps this much history
 _SUFFIX = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
-_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _BUDGET = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmg]?)\s*/\s*(\d+(?:\.\d+)?)?\s*([mhdw])\s*", re.I)
 
 
@@ -62,7 +62,7 @@ def parse_budget(text: str) -> Budget | None:
         raise BudgetError(f"bad budget {text!r}: write TOKENS/WINDOW such as 2M/5h, 500k/1d or 50000/30m "
                           "(or `off`)")
     tokens = int(float(m.group(1)) * _SUFFIX[m.group(2).lower()])
-    window = float(m.group(3) or 1) * _UNITS[m.group(4).lower()]
+    window = float(m.group(3) or 1) * UNITS[m.group(4).lower()]
     if tokens < 1 or not 60 <= window <= MAX_WINDOW:
         raise BudgetError(f"bad budget {text!r}: at least 1 token, over a window from 1 minute to 31 days")
     return Budget(tokens, window)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from broker.core.errors import BrokerError
 
 BY = ("sandbox", "model", "day", "client")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}  # seconds per span unit
 _SPAN = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", re.I)
 
 
@@ -46,7 +46,7 @@ def parse_span(text: str) -> float:
     m = _SPAN.fullmatch(text or "")
     if not m or float(m.group(1)) <= 0:
         raise UsageQueryError(f"bad time span {text!r}: use a number and s, m, h, d or w (e.g. 7d, 5h)")
-    return float(m.group(1)) * _UNITS[m.group(2).lower()]
+    return float(m.group(1)) * UNITS[m.group(2).lower()]
 
 
 def check_by(by: str) -> str:
