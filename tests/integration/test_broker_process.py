@@ -8,6 +8,7 @@ credentials file Claude Code writes, signals, and HTTP.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anthropic
 import pytest
@@ -203,6 +205,16 @@ def test_sandbox_streams_through_a_running_broker(running: Running):
 
     listed = json.loads(r.cli("sandbox", "list", "--json").stdout)
     assert [(s["name"], s["requests"], s["input_tokens"], s["output_tokens"]) for s in listed] == [("demo", 3, 33, 15)]
+    used = json.loads(r.cli("usage", "--by", "sandbox", "--json").stdout)["rows"]
+    assert [(u["sandbox"], u["requests"], u["input_tokens"], u["output_tokens"]) for u in used] == [("demo", 3, 33, 15)]
+    assert stat.S_IMODE(os.stat(r.state / "usage.db").st_mode) == 0o600
+    link = urlsplit(r.cli("dashboard", "--print").stdout.strip())  # the real process's dashboard
+    assert link.hostname == "127.0.0.1" and link.path == "/login"
+    conn = http.client.HTTPConnection(link.hostname, link.port, timeout=10)
+    conn.request("GET", f"{link.path}?{link.query}")
+    reply = conn.getresponse()
+    assert reply.status == 303 and "HttpOnly" in reply.getheader("Set-Cookie", "")
+    conn.close()
 
     r.proc.send_signal(signal.SIGTERM)
     assert r.proc.wait(10) == 0

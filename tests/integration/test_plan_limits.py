@@ -76,3 +76,13 @@ async def test_login_without_profile_scope_is_never_polled(make_broker):
     assert await b.service.plan.poll_now() is False
     assert "lacks the user:profile scope" in b.service.snapshot().to_json()["limits"]["poll"]
     assert b.fake.usage_requests == []
+
+
+async def test_follow_mode_polls_but_never_refreshes(make_broker):
+    """The poll only reads with the current token: in follow mode it runs, and a token near
+    expiry is not refreshed for it (Claude Code owns the refresh chain there)."""
+    b = await make_broker(expires_in=200, refresh={"mode": "follow"})
+    await eventually(lambda: b.fake.usage_requests, what="the poll in follow mode")
+    assert b.service.snapshot().to_json()["limits"]["poll"] == "on"
+    assert b.endpoint.calls == 0
+    assert b.fake.problems == []

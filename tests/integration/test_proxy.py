@@ -609,7 +609,8 @@ async def test_no_secret_reaches_clients_logs_or_state_files(make_broker, caplog
     for where, text in texts.items():
         for label, secret in secrets.items():
             assert secret not in text, f"{label} appears in {where}"
-    for name in ("broker.db", "audit.jsonl", "listen.json", "refresh-events.jsonl"):
+    await b.service.handle_control({"op": "usage_flush"})
+    for name in ("broker.db", "audit.jsonl", "listen.json", "refresh-events.jsonl", "usage.db"):
         assert stat.S_IMODE(os.stat(state / name).st_mode) == 0o600, name
     assert stat.S_IMODE(os.stat(state).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(b.service.config.control_socket).st_mode) == 0o600
