@@ -33,6 +33,8 @@ async def handle(service: Any, req: dict[str, Any]) -> dict[str, Any]:
         log.info("sandbox %s: key %s (fingerprint %s)", name, "issued" if issued else "rotated", fingerprint(key))
         return {"ok": True, "key": key}
     if op == "dashboard_url":
+        if service.dashboard is None:
+            raise BrokerError(service.dashboard_error, title="Dashboard")
         return {"ok": True, "url": service.dashboard.login_url()}
     if op == "usage_flush":
         await asyncio.to_thread(service.ledger.flush)

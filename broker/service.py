@@ -78,6 +78,8 @@ class Service:
         self.proxy: ProxyServer | None = None
         self._audit: AuditLog | None = None
         self._refresh_events: AuditLog | None = None
+        self.dashboard: DashboardServer | None = None
+        self.dashboard_error = "the dashboard has not started yet"
         self._subscribers: list[Callable[[Snapshot], None]] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._push_pending = False
@@ -117,8 +119,13 @@ class Service:
         self._tasks.append(asyncio.create_task(self.plan.run(), name="plan-usage-poll"))
         from broker.dashboard.views import DashboardViews  # the dashboard's pages are a face
 
-        self.dashboard = DashboardServer(DashboardViews(self), port=self.config.dashboard_port)
-        await self.dashboard.start()
+        dashboard = DashboardServer(DashboardViews(self), port=self.config.dashboard_port)
+        try:
+            await dashboard.start()
+            self.dashboard = dashboard
+        except OSError as exc:  # the proxy matters more than the dashboard: keep serving
+            log.error("the dashboard cannot listen on 127.0.0.1:%s: %s", self.config.dashboard_port, exc.strerror or exc)
+            self.dashboard_error = f"the dashboard could not start ({exc.strerror or exc}); change `dashboard_port`"
         late = [s for s in specs if s.is_docker and not gateway]
         if late:
             self._tasks.append(asyncio.create_task(self._bind_docker_late(late), name="docker-bind"))

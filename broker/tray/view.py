@@ -158,6 +158,8 @@ class Tray:
         if action == Action.OPEN_DASHBOARD:
             import webbrowser  # noqa: PLC0415
 
+            if self.service.dashboard is None:
+                raise RuntimeError(self.service.dashboard_error)
             await asyncio.to_thread(webbrowser.open, self.service.dashboard.login_url())
             return
         paths = self.service.paths

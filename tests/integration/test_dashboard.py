@@ -134,3 +134,31 @@ async def test_actions_need_csrf_and_same_origin_then_revoke_works(make_broker):
     status, _, body = await get(base + "/action/budget", method="POST", cookie=sid, headers=same,
                                 data={"name": "victim", "budget": "1k/1h", "csrf": csrf})
     assert status == 400 and "no sandbox named" in body
+
+
+async def test_a_taken_dashboard_port_leaves_the_proxy_serving(make_broker, tmp_path):
+    import socket
+
+    from broker.core.config import Config
+    from broker.core.errors import BrokerError
+    from broker.service import Service
+
+    b = await make_broker()
+    taken = b.service.dashboard.port  # the first broker's dashboard holds it
+    config = Config(**{**b.service.config.__dict__, "dashboard_port": taken, "state_dir": tmp_path / "second",
+                       "listen": ("127.0.0.1:0",)})
+    second = Service(config)
+    second.set_autostart_probe(lambda: False)
+    await second.start()
+    try:
+        assert second.dashboard is None and second.proxy.bound
+        try:
+            await second.handle_control({"op": "dashboard_url"})
+        except BrokerError as exc:
+            assert "could not start" in exc.message and "dashboard_port" in exc.message
+        else:
+            raise AssertionError("a dashboard URL without a dashboard")
+        with socket.create_connection(("127.0.0.1", int(second.proxy.bound[0].rsplit(":", 1)[1])), timeout=5):
+            pass
+    finally:
+        await second.stop()
