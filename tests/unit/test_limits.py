@@ -131,3 +131,20 @@ def test_alert_on_reset_after_a_warning_only() -> None:
     assert limit_alerts.alerts(before, after)[0][0] == "5-hour limit reset"
     quiet = _lim(3, NOW + 60)
     assert limit_alerts.alerts(quiet, after) == []
+
+
+def test_status_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    from broker.cli.status_cmd import limit_lines
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        lim = from_headers({P + "status": "allowed", P + "5h-utilization": "0.62", P + "5h-reset": str(int(NOW + 3600)),
+                            P + "7d-utilization": "0.31"}, NOW)
+        lines = limit_lines({**lim.to_json(), "poll": "on"})
+        assert lines == ["limits:   5-hour 62% · resets Fri 09:00, Weekly 31% — allowed",
+                         "          as seen Fri 08:00 from the headers"]
+        assert limit_lines({"poll": "off: why"}) == ["limits:   usage poll off: why"]
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
