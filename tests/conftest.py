@@ -46,6 +46,22 @@ def write_login(path: Path, access: str, refresh: str | None, expires_at: float,
         os.chmod(path, 0o600)
 
 
+# A test's layer is its directory: `-m "not integration"` must leave out every file there.
+MARKER_BY_DIRECTORY = {"integration": "integration", "e2e": "e2e"}
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            top = Path(item.path).resolve().relative_to(TESTS).parts[0]
+        except ValueError:  # collected from outside tests/
+            continue
+        marker = MARKER_BY_DIRECTORY.get(top)
+        if marker:
+            item.add_marker(marker)
+
+
 @pytest.fixture
 def token_endpoint() -> FakeTokenEndpoint:
     return FakeTokenEndpoint()

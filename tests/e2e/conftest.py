@@ -36,12 +36,6 @@ from tests.support import require, require_root, require_tools
 _timings: list[str] = []
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "/tests/e2e/" in str(item.path):
-            item.add_marker(pytest.mark.e2e)
-
-
 def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
     if _timings:
         terminalreporter.write_sep("-", "e2e infrastructure")

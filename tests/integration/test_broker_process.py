@@ -35,8 +35,6 @@ from tests.fakes.token_endpoint import FakeTokenEndpoint
 from tests.fakes.upstream import OAUTH_BETA, FakeAnthropic
 from tests.integration.conftest import SDK_ENV, RecordingTransport, Seen, httpx
 
-pytestmark = pytest.mark.integration
-
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "claude-haiku-4-5"
 REPLY = "Hello from the fake upstream"

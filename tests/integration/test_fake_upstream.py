@@ -19,8 +19,6 @@ from broker.core.usage import SSEUsageTracker, usage_from_json
 from tests.fakes.threaded import serve_in_thread
 from tests.fakes.upstream import OAUTH_BETA, FakeAnthropic
 
-pytestmark = pytest.mark.integration
-
 TOKEN = "sk-ant-oat01-fake-valid"
 SBX = "sk-ib-sandbox-key-that-must-never-reach-upstream"
 MODEL = "claude-haiku-4-5"

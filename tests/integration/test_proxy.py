@@ -31,8 +31,6 @@ from tests.integration.conftest import (
 )
 from tests.fakes.upstream import OAUTH_BETA
 
-pytestmark = pytest.mark.integration
-
 MODEL = "claude-haiku-4-5"
 REPLY = "Hello from the fake upstream"  # the fake's reply: 5 words, so 5 output tokens
 MESSAGES = [{"role": "user", "content": "hi"}]

@@ -167,8 +167,6 @@ if __name__ == "__main__" and sys.argv[1:2] == ["stand-in"]:
 from tests.integration.xdesktop import IMPORT, TOOLS, MenuDriver, Window, XDesktop, wait_for, x_desktop  # noqa: E402
 from tests.support import require, require_tools  # noqa: E402
 
-pytestmark = pytest.mark.integration
-
 
 def _gtk_tray_importable() -> bool:
     probe = "import gi; gi.require_version('Gtk', '3.0'); gi.require_version('AyatanaAppIndicator3', '0.1')"
