@@ -58,12 +58,16 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def token_line(t: dict[str, Any]) -> str:
+    """The token's state, plan and reason (all of it): what `status` and `refresh` both say."""
+    plan = f" ({t['subscription_type']} plan)" if t.get("subscription_type") else ""
+    return f"token:    {t['state']}{plan}: {t['reason']}"
+
+
 def render(st: dict[str, Any]) -> str:
     t = st["token"]
     lines = [f"broker:   {'running' if st['running'] else 'not running (start it with `inference-broker run`)'}"
-             f" — provider {st['provider']}"]
-    plan = f" ({t['subscription_type']} plan)" if t.get("subscription_type") else ""
-    lines.append(f"token:    {t['state']}{plan}: {t['reason']}")
+             f" — provider {st['provider']}", token_line(t)]
     if t.get("source"):
         lines.append(f"          from {t['source']}, fingerprint {t.get('fingerprint') or '-'}, "
                      f"refresh mode {st['refresh']['mode']}")
