@@ -208,6 +208,7 @@ class Service:
             ),
             sandboxes=self.sandboxes(),
             provider=self.profile.name,
+            login_hint=login_hint(self.profile.login_hint),
             autostart=self._autostart_on,
             version=__version__,
             limits=self.plan.limits,

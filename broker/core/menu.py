@@ -54,8 +54,9 @@ class MenuEntry:
 SEPARATOR = MenuEntry(label="", separator=True, enabled=False)
 
 
-def token_words(token: TokenStatus, now: float) -> str:
-    """The token's state in the words a person reads in the menu and `status`."""
+def token_words(token: TokenStatus, now: float, login_hint: str = LOGIN_HINT) -> str:
+    """The token's state in the words a person reads in the menu; `login_hint` (the provider
+    profile's) says how to get a lost login back."""
     state = token.state
     if state == VALID:
         if token.expires_at is None:
@@ -71,9 +72,9 @@ def token_words(token: TokenStatus, now: float) -> str:
     if state == EXPIRED:
         if token.next_retry_at is not None:
             return f"Token expired — retrying in {duration_words(token.next_retry_at - now)}"
-        return f"Token expired — {LOGIN_HINT}"
+        return f"Token expired — {login_hint}"
     if state == SIGNED_OUT:
-        return f"Signed out — {LOGIN_HINT}"
+        return f"Signed out — {login_hint}"
     return f"Token {state}"
 
 
@@ -113,7 +114,7 @@ def proxy_words(snap: Snapshot) -> str:
 
 
 def tooltip(snap: Snapshot) -> str:
-    text = f"inference-broker — {token_words(snap.token, snap.now)}"
+    text = f"inference-broker — {token_words(snap.token, snap.now, snap.login_hint)}"
     if snap.proxy.paused:
         text += " · access paused"
     return text if len(text) <= TOOLTIP_MAX else text[: TOOLTIP_MAX - 1] + "…"
@@ -145,7 +146,7 @@ def build_menu(snap: Snapshot) -> tuple[MenuEntry, ...]:
     paused = snap.proxy.paused
     return (
         MenuEntry(plan_words(token), enabled=False, default=True),
-        MenuEntry(token_words(token, snap.now), enabled=False),
+        MenuEntry(token_words(token, snap.now, snap.login_hint), enabled=False),
         MenuEntry(f"Last refresh: {ago_words(token.last_refresh, snap.now)}", enabled=False),
         MenuEntry(proxy_words(snap), enabled=False),
         *(MenuEntry(line, enabled=False) for line in menu_lines(snap.limits)),

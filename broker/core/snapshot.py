@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from broker.core.limits import PlanLimits
 
+from broker.core.wording import LOGIN_HINT
+
 # Token states, as `status --json` reports them.
 VALID = "valid"
 REFRESHING = "refreshing"
@@ -108,6 +110,7 @@ class Snapshot:
     proxy: ProxyStatus = field(default_factory=ProxyStatus)
     sandboxes: tuple[SandboxInfo, ...] = ()
     provider: str = "anthropic-oauth"
+    login_hint: str = LOGIN_HINT  # the provider profile's words for getting a login back
     autostart: bool = False
     version: str = ""
     limits: PlanLimits | None = None  # the plan's windows, from headers and the usage poll

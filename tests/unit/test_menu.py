@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from broker.core.actions import Action
@@ -173,6 +175,15 @@ def test_separators_are_inert() -> None:
 )
 def test_tooltip(snapshot: Snapshot, text: str) -> None:
     assert tooltip(snapshot) == text
+
+
+@pytest.mark.parametrize("state", [SIGNED_OUT, EXPIRED])
+def test_a_lost_login_is_told_in_the_profiles_words(state: str) -> None:
+    hint = "store a key with `inference-broker login --api-key`"
+    s = dataclasses.replace(snap(state, expires_at=None), login_hint=hint)
+    line = build_menu(s)[1].label
+    assert line.endswith(f" — {hint}") and "claude /login" not in line
+    assert tooltip(s).endswith(hint)
 
 
 def test_tooltip_is_bounded() -> None:
