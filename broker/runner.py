@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Callable
 
 from broker.core.config import Config
 from broker.core.redact import RedactingFilter
@@ -54,10 +55,8 @@ async def serve(config: Config, ready: "asyncio.Future[Service] | None" = None) 
             ready.set_exception(exc)
         await service.stop()
         raise
-    loop = asyncio.get_running_loop()
     if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, service.stopped.set)
+        on_stop_signals(asyncio.get_running_loop(), service.stopped.set)
     if ready is not None and not ready.done():
         ready.set_result(service)
     try:
@@ -65,6 +64,16 @@ async def serve(config: Config, ready: "asyncio.Future[Service] | None" = None) 
     finally:
         log.info("stopping")
         await service.stop()
+
+
+def on_stop_signals(loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -> None:
+    """SIGTERM and SIGINT call `stop` on the loop. Windows' loops have no `add_signal_handler`:
+    there a plain handler hands the call to the loop instead."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop)
+        except NotImplementedError:
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop))
 
 
 def run_headless(config: Config) -> int:

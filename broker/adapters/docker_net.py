@@ -7,7 +7,6 @@ proxy must listen there. Docker may start after the broker, hence `watch_bridge`
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import inspect
 import ipaddress
 import json
@@ -56,6 +55,10 @@ def _via_ip(name: str, ip: str) -> str | None:
 def _via_ioctl(name: str) -> str | None:
     """The interface's primary IPv4 via SIOCGIFADDR, for machines without iproute2."""
     if len(name.encode()) > 15:
+        return None
+    try:
+        import fcntl  # POSIX only: imported here so the package still imports on Windows
+    except ImportError:
         return None
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
