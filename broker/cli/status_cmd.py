@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from datetime import datetime
 from typing import Any
 
 from broker.cli.common import ask_or_none, config_of
 from broker.core.config import Config
-from broker.core.wording import duration_words, login_hint
+from broker.core.wording import login_hint
 
 
 def register(sub: argparse._SubParsersAction) -> None:
