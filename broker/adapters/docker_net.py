@@ -7,7 +7,6 @@ proxy must listen there. Docker may start after the broker, hence `watch_bridge`
 from __future__ import annotations
 
 import asyncio
-import inspect
 import ipaddress
 import json
 import logging
@@ -15,7 +14,7 @@ import shutil
 import socket
 import struct
 import subprocess
-from typing import Awaitable, Callable
+from typing import Callable
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +73,13 @@ def bridge_gateway(name: str = DEFAULT_BRIDGE) -> str | None:
     return _via_ip(name, ip) if ip else _via_ioctl(name)
 
 
-Callback = Callable[[str], "Awaitable[None] | None"]
-
-
 async def watch_bridge(
-    callback: Callback | None = None,
     interval: float = 5.0,
     name: str = DEFAULT_BRIDGE,
     *,
     probe: Callable[[str], str | None] = bridge_gateway,
 ) -> str:
-    """Poll until bridge `name` has an address, call `callback(address)` (if any), return it.
+    """Poll until bridge `name` has an address and return it.
 
     Cancel the task to stop watching. The probe runs in a thread so a slow `ip` never
     stalls the loop.
@@ -93,8 +88,5 @@ async def watch_bridge(
         address = await asyncio.to_thread(probe, name)
         if address:
             log.info("docker bridge %s is up at %s", name, address)
-            result = callback(address) if callback else None
-            if inspect.isawaitable(result):
-                await result
             return address
         await asyncio.sleep(interval)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,3 @@ def ask_or_none(config: Config, payload: dict[str, Any]) -> dict[str, Any] | Non
         return ask(config, payload)
     except BrokerNotRunning:
         return None
-
-
-def quiet_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
