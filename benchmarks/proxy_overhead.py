@@ -370,7 +370,7 @@ def start_environment(profile_broker: Path | None = None) -> Iterator[Environmen
     The broker runs from its own config file in a private temp dir with a private HOME;
     `profile_broker` runs it under cProfile, writing stats there when it stops.
     """
-    from tests.conftest import write_login
+    from tests.fakes.login import write_login
     from tests.fakes.threaded import serve_in_thread
     from tests.fakes.token_endpoint import FakeTokenEndpoint
 

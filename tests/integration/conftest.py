@@ -6,7 +6,6 @@ store, audit log, token manager, credentials file and its watcher are the real o
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,7 +22,7 @@ except ImportError:  # pragma: no cover - older SDKs
 
 from broker.core.config import Config, CredentialSettings, ProxySettings, RefreshSettings, UsageSettings
 from broker.service import Service
-from tests.conftest import write_login
+from tests.fakes.login import write_login
 from tests.fakes.token_endpoint import FakeTokenEndpoint
 from tests.fakes.upstream import FakeAnthropic
 
@@ -38,15 +37,6 @@ def sdk_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in SDK_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    """Poll until `predicate()` holds: a deadline, not a sleep."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s")
-        await asyncio.sleep(0.01)
 
 
 class Seen:

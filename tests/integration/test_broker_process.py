@@ -29,7 +29,7 @@ import yaml
 
 from broker.adapters import control
 from broker.core.redact import fingerprint
-from tests.conftest import write_login
+from tests.fakes.login import write_login
 from tests.fakes.threaded import ServerURL, serve_in_thread
 from tests.fakes.token_endpoint import FakeTokenEndpoint
 from tests.fakes.upstream import OAUTH_BETA, FakeAnthropic

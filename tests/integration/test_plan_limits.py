@@ -5,22 +5,22 @@ from __future__ import annotations
 import json
 import time
 
-from tests.conftest import claude_login_doc
-from tests.integration.conftest import eventually
-from tests.integration.test_proxy import call
+from tests.fakes.eventually import eventually_async
+from tests.fakes.login import claude_login_doc
 from tests.fakes.upstream import OAUTH_BETA
+from tests.integration.test_proxy import call
 
 
 async def test_usage_poll_shows_limits_before_any_request(make_broker):
     b = await make_broker()
-    await eventually(lambda: b.fake.usage_requests, what="the usage poll at start")
+    await eventually_async(lambda: b.fake.usage_requests, what="the usage poll at start")
     sent = b.fake.usage_requests[0]
     # The fake checked the Bearer token and beta (see FakeAnthropic._check): nothing wrong.
     assert b.fake.problems == []
     assert sent.header("authorization") == [f"Bearer {b.service.tokens.login.access_token}"]
     assert OAUTH_BETA in sent.header("anthropic-beta")[0]
     assert b.fake.requests == []  # no sandbox has asked anything yet
-    await eventually(lambda: b.service.snapshot().limits is not None, what="limits from the poll")
+    await eventually_async(lambda: b.service.snapshot().limits is not None, what="limits from the poll")
     limits = b.service.snapshot().to_json()["limits"]
     assert limits["poll"] == "on" and limits["source"] == "usage endpoint"
     assert limits["five_hour"]["utilization"] == 62.0
@@ -38,7 +38,7 @@ async def test_headers_from_a_proxied_request_update_the_gauges(make_broker):
     b = await make_broker(limit_headers={"5h-utilization": "0.875", "7d-utilization": "0.12",
                                          "5h-reset": "1900000000", "5h-status": "allowed_warning",
                                          "status": "allowed_warning"})
-    await eventually(lambda: b.service.snapshot().limits is not None, what="the poll")
+    await eventually_async(lambda: b.service.snapshot().limits is not None, what="the poll")
     key = await b.add_sandbox("one")
     status, _, _ = await call(b, key=key)
     assert status == 200
@@ -53,8 +53,8 @@ async def test_headers_from_a_proxied_request_update_the_gauges(make_broker):
 
 async def test_refused_scope_stops_the_poll_and_says_why(make_broker):
     b = await make_broker(has_profile_scope=lambda token: False)
-    await eventually(lambda: b.fake.usage_requests, what="the first poll")
-    await eventually(lambda: b.service.plan.poll_state().startswith("off"), what="the refusal")
+    await eventually_async(lambda: b.fake.usage_requests, what="the first poll")
+    await eventually_async(lambda: b.service.plan.poll_state().startswith("off"), what="the refusal")
     state = b.service.snapshot().to_json()["limits"]["poll"]
     assert state.startswith("off: the usage endpoint refused this login (the usage endpoint answered 403")
     assert "user:profile" in state
@@ -82,7 +82,7 @@ async def test_follow_mode_polls_but_never_refreshes(make_broker):
     """The poll only reads with the current token: in follow mode it runs, and a token near
     expiry is not refreshed for it (Claude Code owns the refresh chain there)."""
     b = await make_broker(expires_in=200, refresh={"mode": "follow"})
-    await eventually(lambda: b.fake.usage_requests, what="the poll in follow mode")
+    await eventually_async(lambda: b.fake.usage_requests, what="the poll in follow mode")
     assert b.service.snapshot().to_json()["limits"]["poll"] == "on"
     assert b.endpoint.calls == 0
     assert b.fake.problems == []

@@ -25,10 +25,10 @@ from tests.integration.conftest import (
     AsyncRecordingTransport,
     Broker,
     RecordingTransport,
-    eventually,
     httpx,
     read_jsonl,
 )
+from tests.fakes.eventually import eventually_async
 from tests.fakes.upstream import OAUTH_BETA
 
 MODEL = "claude-haiku-4-5"
@@ -89,7 +89,7 @@ async def audit_lines(b: Broker, count: int) -> list[dict[str, Any]]:
     """The audit log once it has `count` lines: a line is written just after the client has
     its last byte, so a test must not read it the instant a response ends."""
     path = b.service.config.audit_log
-    await eventually(lambda: path.exists() and len(read_jsonl(path)) >= count, what=f"{count} audit lines")
+    await eventually_async(lambda: path.exists() and len(read_jsonl(path)) >= count, what=f"{count} audit lines")
     return read_jsonl(path)
 
 
@@ -334,7 +334,7 @@ async def test_revoking_a_key_ends_its_open_stream_only(make_broker):
         await m2.__aexit__(None, None, None)
         with pytest.raises(anthropic.AuthenticationError):
             await c1.messages.create(**REQUEST)
-    await eventually(lambda: b.fake.streams_cancelled == 1, what="upstream request cancelled")
+    await eventually_async(lambda: b.fake.streams_cancelled == 1, what="upstream request cancelled")
     assert b.fake.streams_completed == 1
     assert [s.name for s in b.service.snapshot().sandboxes] == ["other"]
     ended = [e for e in await audit_lines(b, 2) if e["sandbox"] == "doomed"]
@@ -359,7 +359,7 @@ async def test_pause_ends_streams_and_refuses_until_resumed(make_broker):
         await b.service.perform(Action.RESUME)
         b.fake.gate.set()
         assert (await client.messages.create(**REQUEST)).content[0].text == REPLY
-    await eventually(lambda: b.fake.streams_cancelled == 1, what="upstream request cancelled")
+    await eventually_async(lambda: b.fake.streams_cancelled == 1, what="upstream request cancelled")
     assert b.fake.problems == []
 
 
@@ -377,7 +377,7 @@ async def test_revoke_all_ends_every_stream(make_broker):
         for c in (c1, c2):
             with pytest.raises(anthropic.AuthenticationError):
                 await c.messages.create(**REQUEST)
-    await eventually(lambda: b.fake.streams_cancelled == 2, what="upstream requests cancelled")
+    await eventually_async(lambda: b.fake.streams_cancelled == 2, what="upstream requests cancelled")
     assert b.service.snapshot().sandboxes == () and b.service.snapshot().proxy.active_streams == 0
     assert b.fake.problems == []
 
@@ -451,11 +451,11 @@ async def test_client_going_away_cancels_the_upstream_request(make_broker):
     assert resp.status == 200
     first = await resp.content.readuntil(b"content_block_delta")
     assert b"message_start" in first
-    await eventually(lambda: b.service.snapshot().proxy.active_streams == 1, what="stream in flight")
+    await eventually_async(lambda: b.service.snapshot().proxy.active_streams == 1, what="stream in flight")
     resp.close()  # drop the connection mid-stream
     await session.close()
-    await eventually(lambda: b.fake.streams_cancelled == 1, what="upstream request cancelled")
-    await eventually(lambda: b.service.snapshot().proxy.active_streams == 0, what="proxy stream ended")
+    await eventually_async(lambda: b.fake.streams_cancelled == 1, what="upstream request cancelled")
+    await eventually_async(lambda: b.service.snapshot().proxy.active_streams == 0, what="proxy stream ended")
     assert b.fake.streams_completed == 0 and b.fake.problems == []
     (line,) = await audit_lines(b, 1)
     assert line["outcome"].startswith("ended") and (line["input_tokens"], line["output_tokens"]) == (11, 1)
@@ -512,7 +512,7 @@ async def test_token_close_to_expiry_is_refreshed_before_forwarding(make_broker)
     assert len(b.fake.requests) == 1 and b.fake.requests[0].header("authorization") == [bearer(b)] != [old]
     assert b.fake.unauthorized == 0
     log = b.state_dir / "refresh-events.jsonl"  # written by its own thread, just after the refresh
-    await eventually(lambda: log.exists() and read_jsonl(log), what="a refresh event")
+    await eventually_async(lambda: log.exists() and read_jsonl(log), what="a refresh event")
     events = read_jsonl(log)
     assert (events[-1]["trigger"], events[-1]["outcome"]) == ("request", "refreshed")
     assert b.fake.problems == []
