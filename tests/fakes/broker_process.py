@@ -34,6 +34,7 @@ class BrokerProcess:
     settings: dict[str, Any] = field(default_factory=dict)  # config entries, over `listen` 127.0.0.1:0 + `creds`
     env_extra: dict[str, str] = field(default_factory=dict)  # e.g. a desktop's DISPLAY and session bus
     config_flag: bool = False  # pass `--config FILE` instead of setting $INFERENCE_BROKER_CONFIG
+    executable: str = sys.executable  # another Python (e.g. one without some package) runs it
     issued: list[str] = field(default_factory=list)  # every sandbox key handed out (must never leak)
     proc: subprocess.Popen[bytes] | None = None
     bound: list[str] = field(default_factory=list)  # "host:port" as the broker reports them
@@ -86,7 +87,7 @@ class BrokerProcess:
     def argv(self, *args: str, python: Sequence[str] = ()) -> list[str]:
         """`inference-broker ARGS`; `python` goes before `-m broker` (e.g. `-m cProfile -o F`)."""
         config = ["--config", str(self.config_path)] if self.config_flag else []
-        return [sys.executable, *python, "-m", "broker", *config, *args]
+        return [self.executable, *python, "-m", "broker", *config, *args]
 
     def cli(self, *args: str, check: bool = False, input: str | None = None,
             timeout: float = 30.0) -> subprocess.CompletedProcess[str]:

@@ -19,18 +19,15 @@ import pytest
 
 from tests.fakes.threaded import serve_in_thread
 from tests.fakes.token_endpoint import FakeTokenEndpoint
+from tests.fakes.eventually import eventually
 from tests.integration.test_tray_xvfb import (  # noqa: F401 - desktop is a fixture
-    ROOT,
-    Broker,
-    broker_setup,
     desktop,
     docked_icon,
     require_desktop_tools,
     tray_broker,
+    tray_broker_process,
 )
-from tests.integration.xdesktop import XDesktop, start_tray, wait_for, x_desktop
-
-pytestmark = pytest.mark.integration
+from tests.integration.xdesktop import XDesktop, start_tray, x_desktop
 
 NO_GI = "raise ModuleNotFoundError(\"No module named 'gi'\", name='gi')\n"
 OPENER = """#!/bin/sh
@@ -58,15 +55,6 @@ def python_without_gi(where: Path) -> Path:
     return python
 
 
-class GiLessBroker(Broker):
-    def __init__(self, config: Path, env: dict[str, str], python: Path) -> None:
-        super().__init__(config, env)
-        self.python = python
-
-    def argv(self, *args: str) -> list[str]:
-        return [str(self.python), "-m", "broker", "--config", str(self.config), *args]
-
-
 @pytest.fixture
 def opener(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     bin_dir = tmp_path / "bin"
@@ -83,26 +71,25 @@ def test_xorg_tray_starts_and_a_click_opens_the_status(desktop: XDesktop, tmp_pa
     bin_dir, opened = opener
     endpoint = FakeTokenEndpoint()
     with serve_in_thread(endpoint.make_app) as token_url:
-        config, env, _ = broker_setup(desktop, tmp_path, endpoint, token_url)
-        env.update(PATH=f"{bin_dir}:{os.environ['PATH']}", XDG_OPEN_RECORD=str(opened))
-        broker = GiLessBroker(config, env, python)
-        broker.cli("sandbox", "add", "alpha")
-        log_path = tmp_path / "broker.stderr"
-        with tray_broker(desktop, broker, log_path) as (proc, icon):
-            wait_for(lambda: proc.poll() is not None or "tray icon shown" in log_path.read_text(), 5, "the log line")
-            text = log_path.read_text()
+        broker = tray_broker_process(desktop, tmp_path / "broker", endpoint, token_url, executable=str(python))
+        broker.env_extra.update(PATH=f"{bin_dir}:{os.environ['PATH']}", XDG_OPEN_RECORD=str(opened))
+        broker.cli("sandbox", "add", "alpha", check=True)
+        with tray_broker(desktop, broker) as icon:
+            proc = broker.proc
+            eventually(lambda: proc.poll() is not None or "tray icon shown" in broker.output_text(), 5, "the log line")
+            text = broker.output_text()
             assert proc.poll() is None, text
             assert "tray icon shown (xorg backend)" in text
             assert "has no menu: a left click on the icon opens the status" in text and "python3-gi" in text
 
             desktop.click(*icon.centre)
-            wait_for(opened.exists, 10, "the status the click opened")
+            eventually(opened.exists, 10, "the status the click opened")
             status = opened.read_text()
             assert status.startswith("Claude Max\nToken valid for 5 h") and "alpha — never used" in status
             assert "full menu" in status
             assert proc.poll() is None
     # tray_broker stopped it with SIGTERM within 15 s: the X thread ended, so the process did.
-    assert "Traceback" not in log_path.read_text()
+    assert "Traceback" not in broker.output_text()
 
 
 def test_xorg_icon_appears_when_the_panel_starts_after_the_broker(tmp_path: Path, opener: tuple[Path, Path]) -> None:
@@ -112,23 +99,19 @@ def test_xorg_icon_appears_when_the_panel_starts_after_the_broker(tmp_path: Path
     python = python_without_gi(tmp_path / "venv")
     endpoint = FakeTokenEndpoint()
     with x_desktop(tmp_path / "desktop", tray=False) as bare, serve_in_thread(endpoint.make_app) as token_url:
-        config, env, _ = broker_setup(bare, tmp_path, endpoint, token_url)
-        log_path = tmp_path / "broker.stderr"
-        with log_path.open("w") as log:
-            proc = subprocess.Popen(GiLessBroker(config, env, python).argv("run"), env=env, cwd=ROOT, stdout=log,
-                                    stderr=subprocess.STDOUT)
+        broker = tray_broker_process(bare, tmp_path / "broker", endpoint, token_url, executable=str(python))
         trayer = None
         try:
-            wait_for(lambda: proc.poll() is not None or "tray icon shown" in log_path.read_text(), 20, "the icon")
-            assert proc.poll() is None, log_path.read_text()
+            broker.start("run")
+            proc = broker.proc
+            eventually(lambda: proc.poll() is not None or "tray icon shown" in broker.output_text(), 20, "the icon")
+            assert proc.poll() is None, broker.output_text()
             trayer = start_tray(bare)
-            wait_for(lambda: docked_icon(bare), 20, "the icon in the panel that started later")
-            assert "asked the tray to show the icon again" in log_path.read_text()
+            eventually(lambda: docked_icon(bare), 20, "the icon in the panel that started later")
+            assert "asked the tray to show the icon again" in broker.output_text()
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(timeout=15)
+            broker.stop()
             if trayer is not None:
                 trayer.terminate()
                 trayer.wait(timeout=5)
-            print(log_path.read_text()[-3000:])
+            print(broker.output_text()[-3000:])
