@@ -7,7 +7,6 @@ that takes those pieces away before the broker is imported.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -15,9 +14,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-import yaml
 
-from tests.fakes.eventually import eventually
+from tests.fakes.broker_process import BrokerProcess
 from tests.support import require
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,33 +46,19 @@ def test_every_module_and_the_cli_import_without_posix_modules() -> None:
 
 def test_the_broker_stops_on_sigterm_where_the_loop_has_no_signal_handlers(tmp_path: Path) -> None:
     """`add_signal_handler` raises NotImplementedError, as on Windows' event loops."""
-    require(hasattr(signal, "SIGTERM") and os.name == "posix", "sends SIGTERM to a child")
-    config = tmp_path / "broker.yaml"
-    state = tmp_path / "state"
-    config.write_text(yaml.safe_dump({"listen": ["127.0.0.1:0"], "state_dir": str(state),
-                                      "credentials": {"sources": ["file"], "file": str(tmp_path / "none.json")}}))
-    code = """
-        import asyncio
+    require(os.name == "posix", "sends SIGTERM to a child")
+    shim = NO_POSIX + textwrap.dedent("""
+        import asyncio, runpy
         def unsupported(self, *args):
             raise NotImplementedError
         asyncio.AbstractEventLoop.add_signal_handler = unsupported
         asyncio.SelectorEventLoop.add_signal_handler = unsupported
-        from broker.cli import main
-        raise SystemExit(main(sys.argv[1:]))
-    """
-    env = {k: v for k, v in os.environ.items() if k not in ("INFERENCE_BROKER_CONFIG", "DISPLAY")}
-    env["HOME"] = str(tmp_path / "home")
-    proc = child(code, "--config", str(config), "run", "--no-tray", env=env)
-    try:
-        listen = state / "listen.json"
-        eventually(lambda: listen.exists() or proc.poll() is not None, 20, "the broker to listen")
-        assert proc.poll() is None, proc.communicate()[1]
-        assert json.loads(listen.read_text())["listen"]
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
-    assert "stopping" in (state / "broker.log").read_text() and not listen.exists()
+        sys.argv = ["inference-broker", *sys.argv[3:]]  # after `-c CODE -m broker`
+        runpy.run_module("broker", run_name="__main__")
+    """)
+    broker = BrokerProcess(tmp_path / "broker")
+    broker.start(python=("-c", shim))
+    assert broker.stop(signal.SIGTERM) == 0, broker.output_text()
+    assert "NotImplementedError" not in broker.output_text()
+    assert "stopping" in (broker.state_dir / "broker.log").read_text()
+    assert not (broker.state_dir / "listen.json").exists() and not (broker.state_dir / "broker.sock").exists()
