@@ -26,7 +26,7 @@ class _Deadline:
 
 
 def eventually(predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition",
-               interval: float = 0.02) -> T:
+               interval: float = 0.05) -> T:
     deadline = _Deadline(timeout, what)
     while not (value := predicate()):
         deadline.check()
