@@ -181,6 +181,25 @@ def test_login_setup_token_stores_it_in_the_keyring_and_the_broker_uses_it(
     assert_not_shown(shown(done, spaced, api_key, out), token)
 
 
+def test_login_api_key_is_what_the_anthropic_profile_serves(tmp_path: Path, keyring_env: dict[str, str]) -> None:
+    broker = BrokerProcess(tmp_path / "broker", {"provider": "anthropic", "credentials": {}}, env_extra=keyring_env)
+    before = json.loads(broker.cli("status", "--json", check=True).stdout)["token"]
+    assert before["state"] == "signed_out" and "inference-broker login --api-key" in before["reason"]
+
+    key = "sk-ant-api03-" + secrets.token_urlsafe(40)
+    wrong = broker.cli("login", "--api-key", input="sk-ant-oat01-" + "x" * 40 + "\n")
+    assert wrong.returncode == 1 and "does not look like an Anthropic API key" in wrong.stderr
+    done = broker.cli("login", "--api-key", input=key + "\n", check=True)
+    assert f"API key stored in the keyring (fingerprint {fingerprint(key)})" in done.stdout
+    assert SecretStore("inference-broker", "anthropic-api-key", platform="linux").get() == key
+
+    st = json.loads(broker.cli("status", "--json", check=True).stdout)
+    assert st["provider"] == "anthropic" and st["token"]["state"] == "valid"
+    assert st["token"]["source"] == "keyring:inference-broker/anthropic-api-key"
+    assert st["token"]["fingerprint"] == fingerprint(key)
+    assert_not_shown(shown(wrong, done) + json.dumps(st), key)
+
+
 # -- autostart ------------------------------------------------------------------------------
 
 
