@@ -48,9 +48,9 @@ class BrokerProcess(broker_process.BrokerProcess):
     def log_path(self) -> Path:
         return self.output
 
-    def start(self, *args: str, timeout: float = 30.0, **kw: object) -> BrokerProcess:
+    def start(self, *args: str, python: Sequence[str] = (), timeout: float = 30.0) -> BrokerProcess:
         write_login(self.creds, self.access, self.refresh, time.time() + 8 * 3600)
-        super().start(*args, timeout=timeout, **kw)  # type: ignore[arg-type]
+        super().start(*args, python=python, timeout=timeout)
         return self
 
     def revoke(self, name: str) -> subprocess.CompletedProcess[str]:
