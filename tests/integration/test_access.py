@@ -12,8 +12,6 @@ import pytest
 from broker.access import SandboxAccess
 from broker.adapters.keystore import KeyStore
 
-pytestmark = pytest.mark.integration
-
 
 async def held(access: SandboxAccess, name: str, started: asyncio.Event) -> None:
     with access.streaming(name):
