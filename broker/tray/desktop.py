@@ -46,11 +46,17 @@ def open_path(path: Path) -> None:
     """Open a file with the desktop's default application (blocks: run it in a thread)."""
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist yet")
+    open_with_desktop(str(path))
+
+
+def open_with_desktop(target: str) -> None:
+    """Open a file or URL as the desktop would on a double click: the person's own default
+    application or browser (Python's `webbrowser` prefers whatever browser it finds first)."""
     if sys.platform == "win32":
-        os.startfile(path)  # type: ignore[attr-defined]  # noqa: S606
+        os.startfile(target)  # type: ignore[attr-defined]  # noqa: S606
         return
     opener = "open" if sys.platform == "darwin" else "xdg-open"
     # Not waited for: xdg-open can run the application in the foreground, and a timeout
     # would kill the editor the person just opened.
-    subprocess.Popen([opener, str(path)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+    subprocess.Popen([opener, target], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                      stderr=subprocess.DEVNULL, start_new_session=True)

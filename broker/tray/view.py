@@ -24,10 +24,13 @@ from broker.core.menu import MenuEntry, build_menu, icon_state, status_text, too
 from broker.core.notify import baseline, notification
 from broker.core.snapshot import Snapshot
 from broker.tray.backend import MENU_BACKENDS, _import_pystray, backend_name, icon_class
-from broker.tray.desktop import copy_to_clipboard, open_path
+from broker.tray.desktop import copy_to_clipboard, open_path, open_with_desktop
 
 log = logging.getLogger(__name__)
 
+# Without a menu (xorg) a left click runs the one default item: the dashboard shows everything
+# the menu would; the status text stands in when the dashboard could not start.
+CLICK_FOR_DASHBOARD = MenuEntry("Open dashboard", Action.OPEN_DASHBOARD, default=True)
 CLICK_FOR_STATUS = MenuEntry("Show status", Action.SHOW_STATUS, default=True)
 
 APP_NAME = "inference-broker"
@@ -56,7 +59,6 @@ class Tray:
         self._fresh = threading.Event()  # a snapshot waits in _latest for the tray's thread
         self._latest: Snapshot | None = None
         self._shown = False
-        # Without a menu (xorg), a left click runs the menu's default item: show the status.
         self.has_menu = backend_name(pystray) in MENU_BACKENDS
         snap = self._call_on_loop(service.snapshot)
         self.icon = icon_class(pystray)(APP_NAME, title=tooltip(snap))
@@ -74,7 +76,7 @@ class Tray:
                 self.icon.icon = icon_image(state)
                 self._state = state
             self.icon.title = tooltip(snap)
-            entries = build_menu(snap) if self.has_menu else (CLICK_FOR_STATUS,)
+            entries = build_menu(snap) if self.has_menu else (self._click_entry(),)
             if entries != self._entries:
                 self._entries = entries
                 self.icon.menu = self._menu(entries)  # the setter calls update_menu()
@@ -89,6 +91,9 @@ class Tray:
                 self.icon.notify(message, title)
             except Exception:  # no notification daemon: the icon already says it
                 log.debug("notification not shown", exc_info=True)
+
+    def _click_entry(self) -> MenuEntry:
+        return CLICK_FOR_DASHBOARD if self.service.dashboard is not None else CLICK_FOR_STATUS
 
     # Tray -> service (called on the tray's thread) -------------------------------------
 
@@ -156,11 +161,9 @@ class Tray:
                     self.icon.notify(flags, "docker run flags")
             return
         if action == Action.OPEN_DASHBOARD:
-            import webbrowser  # noqa: PLC0415
-
             if self.service.dashboard is None:
                 raise RuntimeError(self.service.dashboard_error)
-            await asyncio.to_thread(webbrowser.open, self.service.dashboard.login_url())
+            await asyncio.to_thread(open_with_desktop, self.service.dashboard.login_url())
             return
         paths = self.service.paths
         if action == Action.SHOW_STATUS:
@@ -265,7 +268,8 @@ def run_tray(service: Any, loop: asyncio.AbstractEventLoop, shutdown: Callable[[
     pystray = _import_pystray()
     backend = backend_name(pystray)
     if backend not in MENU_BACKENDS:
-        log.warning("tray backend %s has no menu: a left click on the icon opens the status. For the full "
+        log.warning("tray backend %s has no menu: a left click on the icon opens the dashboard (the status "
+                    "when the dashboard is off). For the full "
                     "menu, install python3-gi and AyatanaAppIndicator3 (Debian: apt install python3-gi "
                     "gir1.2-ayatanaappindicator3-0.1) and run the broker from a Python that can import gi "
                     "(a venv made with --system-site-packages)", backend)

@@ -3,16 +3,20 @@
 The real `inference-broker run` under Xvfb and a tray host, from a Python that cannot import
 `gi` (as after `pipx install`). That backend used to crash on start (Xlib wrote the em dash
 in the title as Latin-1) and ignored clicks; now the icon docks, a left click opens the
-status as text, and the log says how to get the full menu. The desktop's opener is the only
-stand-in: an `xdg-open` on PATH that keeps what it was asked to open.
+dashboard (the status as text when the dashboard could not start), and the log says how to get
+the full menu. The desktop's opener is the only stand-in: an `xdg-open` on PATH that keeps what
+it was asked to open (a file's text, or a URL).
 """
 
 from __future__ import annotations
 
+import http.cookiejar
 import os
+import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,7 +35,8 @@ from tests.integration.xdesktop import XDesktop, start_tray, x_desktop
 
 NO_GI = "raise ModuleNotFoundError(\"No module named 'gi'\", name='gi')\n"
 OPENER = """#!/bin/sh
-cp "$1" "$XDG_OPEN_RECORD.tmp" && mv "$XDG_OPEN_RECORD.tmp" "$XDG_OPEN_RECORD"
+if [ -f "$1" ]; then cp "$1" "$XDG_OPEN_RECORD.tmp"; else printf '%s' "$1" > "$XDG_OPEN_RECORD.tmp"; fi
+mv "$XDG_OPEN_RECORD.tmp" "$XDG_OPEN_RECORD"
 """
 
 
@@ -65,13 +70,16 @@ def opener(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     yield bin_dir, tmp_path / "opened.txt"
 
 
-def test_xorg_tray_starts_and_a_click_opens_the_status(desktop: XDesktop, tmp_path: Path,  # noqa: F811
-                                                       opener: tuple[Path, Path]) -> None:
+def click_xorg_icon(desktop: XDesktop, tmp_path: Path, opener: tuple[Path, Path], check: Callable[[str], None],
+                    **settings: object) -> None:
+    """Run the broker on the xorg backend, left-click its icon, and `check` what it opened
+    while the broker still runs."""
     python = python_without_gi(tmp_path / "venv")
     bin_dir, opened = opener
     endpoint = FakeTokenEndpoint()
     with serve_in_thread(endpoint.make_app) as token_url:
         broker = tray_broker_process(desktop, tmp_path / "broker", endpoint, token_url, executable=str(python))
+        broker.settings.update(settings)
         broker.env_extra.update(PATH=f"{bin_dir}:{os.environ['PATH']}", XDG_OPEN_RECORD=str(opened))
         broker.cli("sandbox", "add", "alpha", check=True)
         with tray_broker(desktop, broker) as icon:
@@ -80,16 +88,40 @@ def test_xorg_tray_starts_and_a_click_opens_the_status(desktop: XDesktop, tmp_pa
             text = broker.output_text()
             assert proc.poll() is None, text
             assert "tray icon shown (xorg backend)" in text
-            assert "has no menu: a left click on the icon opens the status" in text and "python3-gi" in text
+            assert "has no menu: a left click on the icon opens the dashboard" in text and "python3-gi" in text
 
             desktop.click(*icon.centre)
-            eventually(opened.exists, 10, "the status the click opened")
-            status = opened.read_text()
-            assert status.startswith("Claude Max\nToken valid for 5 h") and "alpha — never used" in status
-            assert "full menu" in status
+            eventually(opened.exists, 10, "what the click opened")
             assert proc.poll() is None
+            check(opened.read_text())
     # tray_broker stopped it with SIGTERM within 15 s: the X thread ended, so the process did.
     assert "Traceback" not in broker.output_text()
+
+
+def test_xorg_tray_starts_and_a_click_opens_the_dashboard(desktop: XDesktop, tmp_path: Path,  # noqa: F811
+                                                          opener: tuple[Path, Path]) -> None:
+    def dashboard_opened(url: str) -> None:
+        assert url.startswith("http://127.0.0.1:"), url
+        # The browser got a working one-time login link: it leads to the dashboard's page.
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        with browser.open(url, timeout=10) as page:
+            html = page.read().decode()
+        assert page.status == 200 and "alpha" in html and "sk-ant-" not in html
+
+    click_xorg_icon(desktop, tmp_path, opener, dashboard_opened)
+
+
+def test_xorg_click_opens_the_status_when_the_dashboard_is_off(desktop: XDesktop, tmp_path: Path,  # noqa: F811
+                                                               opener: tuple[Path, Path]) -> None:
+    with socket.socket() as taken:  # the dashboard's port is held by another program
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        click_xorg_icon(desktop, tmp_path, opener, status_opened, dashboard_port=taken.getsockname()[1])
+
+
+def status_opened(status: str) -> None:
+    assert status.startswith("Claude Max\nToken valid for 5 h") and "alpha — never used" in status
+    assert "full menu" in status
 
 
 def test_xorg_icon_appears_when_the_panel_starts_after_the_broker(tmp_path: Path, opener: tuple[Path, Path]) -> None:
