@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from broker import __version__
 from broker.access import SandboxAccess
-from broker.adapters import docker_net
+from broker.adapters import docker_net, sandbox_config
 from broker.adapters.atomic import write_private
 from broker.adapters.audit import AuditLog
 from broker.adapters.autostart import Autostart
@@ -269,8 +269,10 @@ class Service:
         elif action is Action.REVOKE_SANDBOX:
             if not arg or not await self.access.revoke(arg):
                 raise BrokerError(f"no sandbox named {arg!r}")
+            await asyncio.to_thread(sandbox_config.remove, self.config.state_dir, arg)
         elif action is Action.REVOKE_ALL:
             await self.access.revoke_all()
+            await asyncio.to_thread(sandbox_config.remove_all, self.config.state_dir)
         elif action is Action.SET_AUTOSTART:
             auto = Autostart.for_config(self.config)
             await asyncio.to_thread(auto.enable if arg == "on" else auto.disable)

@@ -123,7 +123,8 @@ class ProxyServer:
         if name is None:
             self.limiter.record_failure(peer, now)
             why = ("no sandbox key: set ANTHROPIC_API_KEY to a key from `inference-broker sandbox add NAME`"
-                   if not key else "invalid sandbox key (revoked, or never issued by this broker)")
+                   if not key else "invalid sandbox key (revoked, or never issued by this broker): on the host, "
+                   "`inference-broker docker-args NAME --rotate` gives the sandbox a new one")
             log.warning("refused %s %s from %s: %s", request.method, request.path, peer, why.split(":")[0])
             return _error(refusal(401, why))
         self.limiter.record_success(peer)
