@@ -190,7 +190,7 @@ class FakeAnthropic:
         if route == ("POST", "/v1/messages"):
             return await self._messages(request, rec)
         if route == ("POST", "/v1/messages/count_tokens"):
-            return self._json({"input_tokens": INPUT_TOKENS})
+            return self._count_tokens(rec)
         if route == ("GET", "/v1/models"):
             return self._json(
                 {"data": MODELS, "has_more": False, "first_id": MODELS[0]["id"], "last_id": MODELS[-1]["id"]}
@@ -209,6 +209,19 @@ class FakeAnthropic:
         if not self.has_profile_scope(token):
             return _error(403, "OAuth token does not meet scope requirement user:profile")
         return web.json_response(self.usage_doc)
+
+    def _count_tokens(self, rec: Received) -> web.Response:
+        """Like the real endpoint: a JSON body with a model and messages, no `stream`."""
+        try:
+            doc = rec.json()
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict) or not isinstance(doc.get("messages"), list) or not doc.get("model"):
+            self._problem(rec, "count_tokens needs a JSON object with model and messages")
+            return _error(400, "count_tokens: model and messages are required")
+        if "stream" in doc:
+            self._problem(rec, "count_tokens got a stream field")
+        return self._json({"input_tokens": INPUT_TOKENS})
 
     def _headers(self) -> dict[str, str]:
         now = int(time.time())

@@ -7,6 +7,7 @@ learn the real ports from `state_dir/listen.json` (see tests/fakes/broker_proces
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -52,6 +53,16 @@ class BrokerProcess(broker_process.BrokerProcess):
         write_login(self.creds, self.access, self.refresh, time.time() + 8 * 3600)
         super().start(*args, python=python, timeout=timeout)
         return self
+
+    def sandbox_dir(self, name: str) -> Path:
+        return self.state_dir / "sandboxes" / name
+
+    def sandbox_key(self, name: str) -> str:
+        """The key `docker-args --new/--rotate` wrote into the sandbox's Claude Code dir."""
+        doc = json.loads((self.sandbox_dir(name) / ".credentials.json").read_text())
+        key = doc["claudeAiOauth"]["accessToken"]
+        self.issued.append(key)  # the fake upstream flags it if it ever arrives there
+        return key
 
     def revoke(self, name: str) -> subprocess.CompletedProcess[str]:
         return self.cli("sandbox", "revoke", name, check=True)
