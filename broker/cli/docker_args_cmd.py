@@ -86,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
         raise BrokerError("--uid and --workdir apply with --new or --rotate", title="Sandbox config")
 
     where = sandbox_config.sandbox_dir(config.state_dir, args.name)
+    if args.format == "run" and any(ch.isspace() for ch in str(where)):
+        print(f"note: {where} has a space, which a shell's $(...) splits apart: paste the printed line "
+              "into your command instead, or use --format compose", file=sys.stderr)
     wiring = dockerargs.Wiring(dockerargs.base_url(port), str(where.resolve()))
     sys.stdout.write(dockerargs.render(args.format, wiring, name=args.name))
     return 0

@@ -51,13 +51,17 @@ def credentials_doc(key: str, plan: Plan) -> dict[str, Any]:
 
 
 def config_doc(existing: dict[str, Any] | None, trusted: Iterable[str] = ()) -> dict[str, Any]:
-    """`.claude.json`: onboarding done and `trusted` folders accepted, Claude Code's state kept.
+    """`.claude.json`: onboarding done, auto-updates off, `trusted` folders accepted, and
+    Claude Code's own state kept.
 
     Rotating a key rewrites this file, so whatever Claude Code stored (projects, history
-    settings, tips) survives; only the two facts the broker owns are set.
+    settings, tips) survives; only the facts the broker owns are set.
     """
     doc = dict(existing or {})
     doc["hasCompletedOnboarding"] = True
+    # A sandbox has no route to the update servers (its image is where updates belong); an
+    # updater that tries anyway only fills the status line with "Auto-update failed".
+    doc["autoUpdates"] = False
     projects = dict(doc.get("projects") or {}) if isinstance(doc.get("projects"), dict) else {}
     for folder in trusted:
         entry = dict(projects.get(folder) or {}) if isinstance(projects.get(folder), dict) else {}

@@ -31,8 +31,9 @@ def test_unknown_plan_is_left_out() -> None:
 
 def test_config_skips_onboarding_and_trusts_the_work_folder() -> None:
     doc = cc.config_doc(None, ["/workspace"])
-    assert doc == {"hasCompletedOnboarding": True, "projects": {"/workspace": {"hasTrustDialogAccepted": True}}}
-    assert cc.config_doc(None) == {"hasCompletedOnboarding": True}
+    assert doc == {"hasCompletedOnboarding": True, "autoUpdates": False,
+                   "projects": {"/workspace": {"hasTrustDialogAccepted": True}}}
+    assert cc.config_doc(None) == {"hasCompletedOnboarding": True, "autoUpdates": False}
 
 
 def test_rewrite_keeps_claude_codes_own_state() -> None:

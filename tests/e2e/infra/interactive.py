@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from tests.e2e.infra.tmux import EXIT_MARK, Terminal
+from tests.e2e.infra.tmux import Terminal
 
 PROMPT = r"^❯\s*$"  # the empty input line, once the UI is ready for typing
 # What must never show on the way to the prompt: onboarding (theme picker, login method),
@@ -19,16 +19,19 @@ NEAR_LIMIT = {
     "anthropic-ratelimit-unified-status": "allowed_warning",
     "anthropic-ratelimit-unified-5h-utilization": "0.92",
     "anthropic-ratelimit-unified-5h-surpassed-threshold": "0.9",
+    "anthropic-ratelimit-unified-5h-status": "allowed_warning",  # 2.1.3xx reads the window's own
     "anthropic-ratelimit-unified-representative-claim": "five_hour",
 }
-LIMIT_WARNING = "You've used 92% of your session limit"
+# 2.1.197 says "session limit", 2.1.332 "5-hour limit".
+LIMIT_WARNING = r"You've used 92% of your (session|5-hour) limit"
 # After `sandbox revoke` the sandbox's dir is gone: Claude Code finds no login before it sends
 # anything. (A stale key whose dir remains gets the broker's 401 "invalid sandbox key".)
 REVOKED = r"Not logged in · Please run /login|invalid sandbox key"
 
 
 def near_limit_headers() -> dict[str, str]:
-    return {**NEAR_LIMIT, "anthropic-ratelimit-unified-5h-reset": str(int(time.time()) + 3 * 3600)}
+    reset = str(int(time.time()) + 3 * 3600)
+    return {**NEAR_LIMIT, "anthropic-ratelimit-unified-5h-reset": reset, "anthropic-ratelimit-unified-reset": reset}
 
 
 def reach_prompt(term: Terminal, plan: str = "Claude Max", timeout: float = 90.0) -> str:
@@ -52,8 +55,17 @@ def leave(term: Terminal, timeout: float = 30.0) -> str:
     return term.wait_for(r"\[command exited with status \d+\]", timeout, label="exited")
 
 
-def exited_cleanly(screen: str) -> bool:
-    return f"{EXIT_MARK}0]" in screen
+def wait_saved(config_dir: Path, text: str, timeout: float = 20.0) -> Path:
+    """Wait until Claude Code has written `text` into a session transcript in its config dir."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for path in config_dir.glob("projects/*/*.jsonl"):
+            if text.encode() in path.read_bytes():
+                return path
+        if time.monotonic() > deadline:
+            found = {str(p): p.stat().st_size for p in config_dir.glob("projects/*/*.jsonl")}
+            raise AssertionError(f"no session transcript holds {text!r} after {timeout:.0f}s: {found}")
+        time.sleep(0.1)
 
 
 def files_containing(root: Path, needles: list[str]) -> list[str]:
