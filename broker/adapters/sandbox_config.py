@@ -52,17 +52,24 @@ def write(state_dir: Path, name: str, key: str, plan: cc.Plan, trusted: Iterable
     return path
 
 
+def check_uid(uid: int | None) -> None:
+    """Refuse, before any key is issued, a container uid this process cannot hand files to."""
+    me = os.geteuid()
+    if uid is not None and uid != me and me != 0:
+        raise SandboxConfigError(
+            f"the container user (uid {uid}) cannot read files of uid {me}, and only root can give "
+            f"them away: run the container as you (`docker run --user {me}:{os.getegid()} …`), or "
+            "leave out --uid")
+
+
 def _owner_for(path: Path, uid: int | None) -> int | None:
     """The uid to hand the tree to: the one asked for, else whoever owns it already."""
+    check_uid(uid)
     me, now = os.geteuid(), path.stat().st_uid
     want = uid if uid is not None else now
     if want == me and now == me:
         return None
-    if me != 0:
-        raise SandboxConfigError(
-            f"the container user (uid {want}) cannot read files of uid {me}, and only root can give "
-            f"them away: run the container as you (`docker run --user {me}:{os.getegid()} …`), or "
-            "leave out --uid")
+    check_uid(want)
     return want
 
 

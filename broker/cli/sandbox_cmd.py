@@ -84,6 +84,7 @@ def issue(config: Config, name: str, rotate: bool = False, workdir: str | None =
           uid: int | None = None) -> str:
     """A new key for `name` (created, or rotated), through the broker if it runs, written into
     the sandbox's Claude Code config dir."""
+    sandbox_config.check_uid(uid)  # before the key exists: a refusal leaves nothing behind
     reply = ask_or_none(config, {"op": "sandbox_rotate" if rotate else "sandbox_add", "name": name})
     if reply is not None:
         key = reply["key"]

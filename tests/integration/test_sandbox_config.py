@@ -59,11 +59,18 @@ def test_container_user_gets_the_tree(tmp_path: Path) -> None:
     assert all(p.stat().st_uid == 0 for p in [path, *path.iterdir()])
 
 
-def test_non_root_cannot_give_files_away(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_non_root_cannot_give_files_away_and_issues_no_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 4242)
-    (tmp_path / "sandboxes" / "x").mkdir(parents=True)
     with pytest.raises(sc.SandboxConfigError, match="--user 4242"):
-        sc._owner_for(tmp_path / "sandboxes" / "x", 1000)
+        sc.check_uid(1000)
+    sc.check_uid(4242)
+    sc.check_uid(None)
+    config = tmp_path / "config.yaml"
+    config.write_text(f'state_dir: "{tmp_path / "state"}"\n')
+    assert main(["--config", str(config), "sandbox", "add", "box", "--uid", "1000"]) == 1
+    assert "--user 4242" in capsys.readouterr().err
+    assert not (tmp_path / "state" / "broker.db").exists()  # no key was issued
 
 
 def test_remove(tmp_path: Path) -> None:

@@ -29,6 +29,8 @@ class Terminal:
         self.socket = str(self.dir / "tmux.sock")
         self.name = name
         self.shots: list[tuple[str, str]] = []
+        for old in ARTIFACTS.glob(f"{name}-*.txt"):  # a previous run's screens of this terminal
+            old.unlink()
         command = f"{shlex.join(argv)}; echo; echo '{EXIT_MARK}'$?']'; sleep 600"
         self._tmux("new-session", "-d", "-s", "main", "-x", str(width), "-y", str(height), "-c", cwd,
                    "sh", "-c", command, env=dict(env), cwd=cwd)
