@@ -23,7 +23,7 @@ from broker.adapters.upstream import Upstream
 from broker.core.clients import client_product
 from broker.core.config import ProxySettings
 from broker.core.errors import BrokerError
-from broker.core.guards import check_body_size, check_host, check_origin, check_path, refusal
+from broker.core.guards import LOCAL_PROBES, check_body_size, check_host, check_origin, check_path, refusal
 from broker.core.keys import extract_key
 from broker.core.ports import SandboxGate, TokenProvider
 from broker.core.profiles import Profile
@@ -105,7 +105,7 @@ class ProxyServer:
         if bad is not None:
             log.warning("refused %s %s from %s: %s", request.method, request.path, request.remote, bad.message)
             return _error(bad)
-        if request.method == "HEAD" and request.raw_path == "/":
+        if request.method == "HEAD" and request.raw_path.split("?", 1)[0] in LOCAL_PROBES:
             return web.Response(status=200)  # Claude Code's reachability check, no key needed
         bad = check_path(request.method, request.raw_path.split("?", 1)[0], self.profile.paths)
         if bad is not None:

@@ -5,10 +5,12 @@ onboarding (its connectivity check calls api.anthropic.com directly and exits wi
 the plan and its default model shown, plan-limit warnings read from the headers the broker
 passes through. A stand-in login does that: `.credentials.json` whose access token is the
 *sandbox key* (Claude Code sends it as `Authorization: Bearer`, the broker swaps it for the real
-token) with the host's plan, a far-future expiry and **no refresh token**, so Claude Code never
-tries to refresh it (it checks for one before any token request). A revoked key then gives
-"Please run /login · API Error: 401 …" on the prompt, and a rotated key written here is picked up
-by a running Claude Code on its next request.
+token) with the host's plan and a far-future expiry, so Claude Code never refreshes ahead of
+time. Its refresh token is a marker no token endpoint accepts. (An empty one would skip even the
+refresh attempt Claude Code makes on a 401, but 2.1.3xx reads "" as a dead login and shows
+"Login: Expired - log in again" in /status.) A revoked key gives "Please run /login · API Error:
+401 …" at the prompt, with one failed refresh attempt behind it, never a loop; a rotated key
+written here is picked up by a running Claude Code on its next request.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ CREDENTIALS_FILE = ".credentials.json"
 CONFIG_FILE = ".claude.json"
 # 2100-01-01: Claude Code refreshes when <= 5 min remain; a stand-in must never get there.
 STAND_IN_EXPIRES_MS = 4_102_444_800_000
+# Useless anywhere: not a token, and shaped like none (real ones start `sk-ant-ort01-`).
+STAND_IN_REFRESH = "inference-broker-stand-in-not-a-refresh-token"
 # What a subscriber login carries; `user:inference` is what makes Claude Code use it for the API.
 SCOPES = ("user:inference", "user:profile", "user:sessions:claude_code")
 
@@ -39,7 +43,7 @@ def credentials_doc(key: str, plan: Plan) -> dict[str, Any]:
     """The stand-in login: the sandbox key where the OAuth access token would be."""
     oauth: dict[str, Any] = {
         "accessToken": key,
-        "refreshToken": "",  # none: Claude Code skips refreshing ("no_refresh_token")
+        "refreshToken": STAND_IN_REFRESH,
         "expiresAt": STAND_IN_EXPIRES_MS,
         "scopes": list(SCOPES),
     }

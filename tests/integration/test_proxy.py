@@ -283,10 +283,14 @@ async def test_refusals(make_broker, req, status, error_type):
     assert b.fake.requests == [] and b.fake.problems == []
 
 
-async def test_head_root_answers_without_a_key(make_broker):
+async def test_reachability_probes_answer_without_a_key(make_broker):
+    """Claude Code's checks: `HEAD /` (2.1.x), `HEAD /api/hello` (2.1.3xx); answered here."""
     b = await make_broker()
-    status, _, data = await call(b, "HEAD", "/")
-    assert (status, data) == (200, b"")
+    for path in ("/", "/api/hello", "/api/hello?"):
+        status, _, data = await call(b, "HEAD", path)
+        assert (status, data) == (200, b""), path
+    assert (await call(b, "GET", "/api/hello"))[0] == 403  # only the HEAD probe
+    assert (await call(b, "HEAD", "/api/other"))[0] == 403
     assert b.fake.requests == []
 
 

@@ -13,11 +13,12 @@ from broker.core.errors import BrokerError
 KEY = "sk-ib-" + "k" * 43
 
 
-def test_stand_in_login_carries_the_key_and_plan_and_no_refresh_token() -> None:
+def test_stand_in_login_carries_the_key_and_plan_and_a_useless_refresh_token() -> None:
     doc = cc.credentials_doc(KEY, cc.Plan("max", "default_claude_max_20x"))
     oauth = doc["claudeAiOauth"]
     assert oauth["accessToken"] == KEY
-    assert oauth["refreshToken"] == ""  # Claude Code checks for one before any token request
+    assert oauth["refreshToken"] == cc.STAND_IN_REFRESH  # "" would read as a dead login in 2.1.3xx
+    assert not oauth["refreshToken"].startswith("sk-ant-") and KEY not in oauth["refreshToken"]
     assert oauth["expiresAt"] == cc.STAND_IN_EXPIRES_MS > 4_000_000_000_000
     assert "user:inference" in oauth["scopes"]
     assert (oauth["subscriptionType"], oauth["rateLimitTier"]) == ("max", "default_claude_max_20x")
