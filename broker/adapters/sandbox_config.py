@@ -44,11 +44,11 @@ def write(state_dir: Path, name: str, key: str, plan: cc.Plan, trusted: Iterable
         existing = cc.parse_config(config_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         existing = None
-    write_private(path / cc.CREDENTIALS_FILE, cc.dumps(cc.credentials_doc(key, plan)))
-    write_private(config_path, cc.dumps(cc.config_doc(existing, trusted)))
-    os.chmod(path, 0o700)
     if owner is not None:
-        _chown_tree(path, owner)
+        _chown_tree(path, owner)  # first: a running Claude Code never meets a file it cannot read
+    write_private(path / cc.CREDENTIALS_FILE, cc.dumps(cc.credentials_doc(key, plan)), owner=owner)
+    write_private(config_path, cc.dumps(cc.config_doc(existing, trusted)), owner=owner)
+    os.chmod(path, 0o700)
     return path
 
 

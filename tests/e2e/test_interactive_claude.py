@@ -5,9 +5,10 @@ a network namespace with the env output.
 
 Each: the prompt comes up with the plan shown and no onboarding, connectivity error, API-key or
 trust question; a typed prompt gets the fake upstream's answer and its plan-limit warning; a
-second start of the same sandbox continues the conversation; after `sandbox revoke` the next
-prompt shows the broker's error; neither the screens nor the sandbox's dir ever hold the Claude
-token. Screens land in test-artifacts/interactive/.
+second start of the same sandbox continues the conversation; a key rotated meanwhile is taken
+up by the running Claude Code; after `sandbox revoke` the next prompt says it is not logged in;
+neither the screens nor the sandbox's dir ever hold the Claude token. Screens land in
+test-artifacts/interactive/.
 """
 
 from __future__ import annotations
@@ -83,6 +84,11 @@ def conversation(start: Callable[[str, Sequence[str]], Terminal], broker: Broker
     try:
         screen = reach_prompt(second, plan)
         assert "say hi" in screen and upstream.fake.reply_text in screen  # the same conversation
+        before = broker.sandbox_key(name)
+        out = broker.cli("docker-args", name, "--rotate")  # the running Claude Code takes the new key
+        assert out.returncode == 0 and broker.sandbox_key(name) != before, out.stderr
+        ask(second, "and after a rotation", f"and after a rotation[\\s\\S]*{upstream.fake.reply_text}",
+            "after rotate")
         broker.revoke(name)
         assert not box.exists()
         ask(second, "are you still there", REVOKED, "after revoke")

@@ -26,7 +26,7 @@ NEAR_LIMIT = {
 LIMIT_WARNING = r"You've used 92% of your (session|5-hour) limit"
 # After `sandbox revoke` the sandbox's dir is gone: Claude Code finds no login before it sends
 # anything. (A stale key whose dir remains gets the broker's 401 "invalid sandbox key".)
-REVOKED = r"Not logged in · Please run /login|invalid sandbox key"
+REVOKED = "Not logged in · Please run /login"
 
 
 def near_limit_headers() -> dict[str, str]:
