@@ -1,7 +1,8 @@
 """The real Claude Code, interactive in a real terminal (tmux), in sandboxes with no route out,
 wired by nothing but what `inference-broker docker-args` prints: `docker run -it` for an image
-running as root and one running as uid 1000, `docker-compose run` from the compose snippet, and
-a network namespace with the env output.
+running as root and one running as uid 1000, `docker-compose run` from the compose snippet, the
+Dev Containers CLI (`devcontainer up` / `exec`) from the devcontainer fragment, and a network
+namespace with the env output.
 
 Each: the prompt comes up with the plan shown and no onboarding, connectivity error, API-key or
 trust question; a typed prompt gets the fake upstream's answer and its plan-limit warning; a
@@ -13,6 +14,7 @@ test-artifacts/interactive/.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import stat
@@ -34,7 +36,8 @@ from tests.e2e.infra.tmux import Terminal
 from tests.support import require_tools
 
 WORKDIR = "/workspace"
-NO_DNS = ["--dns", "127.0.0.1"]  # Claude Code's own lookups (telemetry, updates) stay on the host
+NO_DNS = ["--dns", "127.0.0.1"]
+DEVCONTAINER = os.environ.get("INFERENCE_BROKER_TEST_DEVCONTAINER", "devcontainer")  # @devcontainers/cli  # Claude Code's own lookups (telemetry, updates) stay on the host
 
 
 def docker_args(broker: BrokerProcess, name: str, *extra: str) -> str:
@@ -183,3 +186,35 @@ def test_netns_env(netns_sandbox: NetnsSandbox, start_broker, upstream: Upstream
         return Terminal(argv, {"PATH": os.environ.get("PATH", "")}, cwd=str(project), name=f"netns-{label}")
 
     conversation(start, broker, upstream, "ns")
+
+
+def test_devcontainer(dockerd: DockerDaemon, claude_image: str, bridged: BrokerProcess, upstream: Upstream,
+                      project: Path) -> None:
+    require_tools(DEVCONTAINER)
+    name = "dev"
+    fragment = json.loads(docker_args(bridged, name, "--new", "--workdir", "/workspaces", "--uid", "1000",
+                                      "--format", "devcontainer"))
+    os.chown(project, 1000, 1000)
+    # The project's devcontainer.json: the fragment merged in, plus an image; the test adds no DNS.
+    config = {**fragment, "image": claude_image, "updateRemoteUserUID": False}
+    config["runArgs"] = [*fragment["runArgs"], "--dns=127.0.0.1"]
+    (project / ".devcontainer").mkdir()
+    (project / ".devcontainer" / "devcontainer.json").write_text(json.dumps(config, indent=2))
+    cli = [DEVCONTAINER, "--workspace-folder", str(project)]
+
+    def up() -> str:
+        out = subprocess.run([cli[0], "up", *cli[1:], "--remove-existing-container"], env=dockerd.env,
+                             capture_output=True, text=True, timeout=120, check=False)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return json.loads(out.stdout.strip().splitlines()[-1])["containerId"]
+
+    def start(label: str, claude_args: Sequence[str]) -> Terminal:
+        up()  # a new container each time: the second start finds only what the mount kept
+        return _docker_terminal(dockerd, "devcontainer", label, [cli[0], "exec", *cli[1:], "claude", *claude_args])
+
+    try:
+        conversation(start, bridged, upstream, name)
+    finally:
+        ids = dockerd.docker("ps", "-aq", "--filter", f"label=devcontainer.local_folder={project}", check=False)
+        if ids.stdout.split():
+            dockerd.docker("rm", "-f", *ids.stdout.split(), check=False)
