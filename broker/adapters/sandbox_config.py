@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from pathlib import Path
 from typing import Iterable
 
@@ -40,16 +41,28 @@ def write(state_dir: Path, name: str, key: str, plan: cc.Plan, trusted: Iterable
     path.mkdir(mode=0o700, exist_ok=True)
     owner = _owner_for(path, uid)
     config_path = path / cc.CONFIG_FILE
-    try:
-        existing = cc.parse_config(config_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        existing = None
+    existing = cc.parse_config(_read_own(config_path))
     if owner is not None:
         _chown_tree(path, owner)  # first: a running Claude Code never meets a file it cannot read
-    write_private(path / cc.CREDENTIALS_FILE, cc.dumps(cc.credentials_doc(key, plan)), owner=owner)
-    write_private(config_path, cc.dumps(cc.config_doc(existing, trusted)), owner=owner)
+    # The sandbox writes into this dir: never follow a link it may have planted there.
+    write_private(path / cc.CREDENTIALS_FILE, cc.dumps(cc.credentials_doc(key, plan)), owner=owner,
+                  follow=False)
+    write_private(config_path, cc.dumps(cc.config_doc(existing, trusted)), owner=owner, follow=False)
     os.chmod(path, 0o700)
     return path
+
+
+def _read_own(path: Path, limit: int = 16 * 1024 * 1024) -> str:
+    """A regular file's text, not following a symlink (a sandbox could point one at a host
+    secret for the broker to copy in); "" when missing, a link, or not a regular file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            return ""
+        return fh.read(limit).decode("utf-8", "replace")
 
 
 def check_uid(uid: int | None) -> None:

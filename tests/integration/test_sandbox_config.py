@@ -47,6 +47,30 @@ def test_rotation_keeps_claude_codes_files_and_state(tmp_path: Path) -> None:
     assert KEY not in (path / ".credentials.json").read_text()
 
 
+def test_links_planted_by_the_sandbox_are_never_followed(tmp_path: Path) -> None:
+    """The sandbox can write into its dir: a rotation must neither read nor overwrite through a
+    symlink it left there (say, to the host's Claude login)."""
+    secret = tmp_path / "host-login.json"
+    secret.write_text('{"claudeAiOauth": {"accessToken": "sk-ant-oat01-HOST"}}')
+    victim = tmp_path / "victim.json"
+    victim.write_text('{"keep": true}')
+    path = sc.write(tmp_path, "box", KEY, cc.Plan())
+    for name, target in ((".claude.json", secret), (".credentials.json", victim)):
+        (path / name).unlink()
+        (path / name).symlink_to(target)
+    os.mkfifo(path / "fifo")
+    sc.write(tmp_path, "box", KEY2, cc.Plan())
+    assert victim.read_text() == '{"keep": true}' and "HOST" in secret.read_text()
+    for name in (".claude.json", ".credentials.json"):
+        assert not (path / name).is_symlink()
+        assert b"sk-ant-oat01-HOST" not in (path / name).read_bytes()
+    assert json.loads((path / ".credentials.json").read_text())["claudeAiOauth"]["accessToken"] == KEY2
+    (path / ".claude.json").unlink()
+    os.mkfifo(path / ".claude.json")  # not a regular file: replaced, never read (no hang)
+    sc.write(tmp_path, "box", KEY, cc.Plan())
+    assert json.loads((path / ".claude.json").read_text())["hasCompletedOnboarding"] is True
+
+
 def test_container_user_gets_the_tree(tmp_path: Path) -> None:
     require_root()
     path = sc.write(tmp_path, "node", KEY, cc.Plan(), uid=1000)
