@@ -295,9 +295,8 @@ async def test_non_streaming_usage_and_extra_headers(aiohttp_server):
     assert json.loads(body)["content"][0]["text"] == fake.reply_text
 
 
-def test_count_tokens_body_is_checked_and_plan_headers_replace_defaults(sdk_env):
-    fake = new_fake(plan_headers={"anthropic-ratelimit-unified-5h-utilization": "0.92",
-                                  "anthropic-ratelimit-unified-5h-status": "allowed_warning"})
+def test_count_tokens_body_is_checked(sdk_env):
+    fake = new_fake(limit_headers={"5h-utilization": "0.92", "5h-status": "allowed_warning"})
     with serve_in_thread(fake.make_app) as url, sdk(url) as client:
         raw = client.messages.with_raw_response.count_tokens(model=MODEL, messages=MESSAGE["messages"])
         assert fake.problems == []
