@@ -23,7 +23,6 @@ import json
 import math
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
@@ -344,16 +343,6 @@ class Child:
             return {}
 
 
-def _wait_for(check, seconds: float, what: str):  # noqa: ANN001, ANN202
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out waiting for {what}")
-
-
 @dataclass
 class Environment:
     """Everything running, the three targets, and what the fake upstream saw (after exit)."""
@@ -370,7 +359,8 @@ def start_environment(profile_broker: Path | None = None) -> Iterator[Environmen
     The broker runs from its own config file in a private temp dir with a private HOME;
     `profile_broker` runs it under cProfile, writing stats there when it stops.
     """
-    from tests.conftest import write_login
+    from tests.fakes.broker_process import BrokerProcess
+    from tests.fakes.login import write_login
     from tests.fakes.threaded import serve_in_thread
     from tests.fakes.token_endpoint import FakeTokenEndpoint
 
@@ -379,68 +369,33 @@ def start_environment(profile_broker: Path | None = None) -> Iterator[Environmen
         endpoint = FakeTokenEndpoint()
         token_url = stack.enter_context(serve_in_thread(endpoint.make_app))
         access, refresh = endpoint.issue()
-        login = tmp / "home" / ".claude" / ".credentials.json"
-        write_login(login, access, refresh, time.time() + 8 * 3600)
-        config = tmp / "broker.yaml"
-        config.write_text(  # upstream_url is appended once the fake upstream has a port
-            'listen: ["127.0.0.1:0"]\n'
-            f"state_dir: {tmp / 'state'}\n"
-            f"token_url: {token_url}/v1/oauth/token\n"
-            f"credentials: {{sources: [file], file: {login}}}\n"
-        )
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("INFERENCE_BROKER_CONFIG", "CLAUDE_CONFIG_DIR", ENV_TOKEN, ENV_FORBIDDEN)}
-        env.update(HOME=str(tmp / "home"), XDG_CONFIG_HOME=str(tmp / "home" / ".config"),
-                   PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])))
-        broker_cli = [sys.executable, "-m", "broker", "--config", str(config)]
-        added = subprocess.run([*broker_cli, "sandbox", "add", "bench"], env=env, cwd=ROOT,
-                               capture_output=True, text=True, timeout=30)
-        if added.returncode != 0:
-            raise RuntimeError(f"`sandbox add` failed: {added.stderr[-2000:]}")
-        key = added.stdout.strip()
+        broker = BrokerProcess(tmp, {"token_url": f"{token_url}/v1/oauth/token"}, config_flag=True)
+        write_login(broker.creds, access, refresh, time.time() + 8 * 3600)
+        key = broker.add_sandbox("bench")  # before the upstream starts: it must refuse this key
 
+        env = {k: v for k, v in broker.env.items() if k not in (ENV_TOKEN, ENV_FORBIDDEN)}
         upstream = Child("upstream", tmp / "upstream.log", {**env, ENV_TOKEN: access, ENV_FORBIDDEN: key})
-        result = Environment(targets=[])
+        result = Environment(targets=[], broker_log=broker.output)
         stack.callback(lambda: result.upstream_summary.update(upstream.stop()))
         reference = Child("reference", tmp / "reference.log", env, upstream.url)
         stack.callback(reference.stop)
 
-        with config.open("a") as f:
-            f.write(f"upstream_url: {upstream.url}\n")
-        run = [*broker_cli, "run", "--no-tray"]
-        if profile_broker is not None:
-            run = [sys.executable, "-m", "cProfile", "-o", str(profile_broker), "-m", "broker",
-                   "--config", str(config), "run", "--no-tray"]
-        result.broker_log = tmp / "broker.out"
-        with result.broker_log.open("wb") as out:
-            proc = subprocess.Popen(run, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-        stack.callback(_stop_process, proc)
-        listen = tmp / "state" / "listen.json"
+        broker.settings["upstream_url"] = upstream.url
+        broker.write_config()
+        profile = ("-m", "cProfile", "-o", str(profile_broker)) if profile_broker is not None else ()
+        stack.callback(broker.stop)
         try:
-            _wait_for(lambda: listen.exists() or proc.poll() is not None, 30, "the broker to listen")
-        except RuntimeError:
-            raise RuntimeError(f"broker did not start: {result.broker_log.read_text()[-2000:]}") from None
-        if proc.poll() is not None:
-            raise RuntimeError(f"broker exited: {result.broker_log.read_text()[-2000:]}")
-        bound = json.loads(listen.read_text())["listen"][0]
+            broker.start(python=profile)
+        except AssertionError as exc:
+            raise RuntimeError(f"broker did not start: {exc}") from None
 
         direct_auth = {"authorization": f"Bearer {access}", "anthropic-beta": OAUTH_BETA}
         result.targets += [
             Target("direct", upstream.url, direct_auth),
             Target("reference", reference.url, direct_auth),
-            Target("broker", f"http://{bound}", {"x-api-key": key}),
+            Target("broker", broker.url, {"x-api-key": key}),
         ]
         yield result
-
-
-def _stop_process(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # -- report -------------------------------------------------------------------------------------

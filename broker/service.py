@@ -10,29 +10,38 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from broker import __version__
-from broker.adapters import docker_net
+from broker.access import SandboxAccess
+from broker.adapters import docker_net, sandbox_config
 from broker.adapters.atomic import write_private
 from broker.adapters.audit import AuditLog
-from broker.adapters.private import private_dir
+from broker.adapters.autostart import Autostart
+from broker.adapters.configfiles import profile_for
 from broker.adapters.control import ControlServer
+from broker.adapters.dashboard import DashboardServer
 from broker.adapters.keystore import KeyStore
+from broker.adapters.ledger import Ledger
 from broker.adapters.oauth import OAuthRefresher
+from broker.adapters.private import private_dir
 from broker.adapters.proxy import ProxyServer
 from broker.adapters.upstream import Upstream
+from broker.adapters.usage_poll import UsageClient
 from broker.core import dockerargs
 from broker.core.actions import Action
 from broker.core.config import Config
 from broker.core.errors import BrokerError
-from broker.core.listen import parse_listen, resolve_listen
-from broker.core.profiles import Profile, find_profile
-from broker.core.redact import fingerprint
-from broker.core.snapshot import ProxyStatus, Snapshot
-from broker.sources import build_sources
+from broker.core.listen import ListenSpec, parse_listen, resolve_listen
+from broker.core.profiles import Profile
+from broker.core.budget import Budget
+from broker.core.snapshot import ProxyStatus, SandboxInfo, Snapshot
+from broker.core.wording import login_hint
+from broker.login_sources import build_sources
+from broker.metering import Metering
+from broker.plan_watch import PlanWatch
 from broker.tokens import TokenManager
 
 log = logging.getLogger(__name__)
@@ -48,10 +57,13 @@ class ServicePaths:
 class Service:
     def __init__(self, config: Config, *, profile: Profile | None = None) -> None:
         self.config = config
-        self.profile = profile or find_profile(config.provider, config.profile_dirs)
+        self.profile = profile or profile_for(config)
         state = config.state_dir
         self.paths = ServicePaths(config.path or state / "config.yaml", config.audit_log, state)
         self.keystore = KeyStore(config.keystore_path)
+        self.ledger = Ledger(config.ledger_path, retention_days=config.usage.retention_days)
+        self.metering = Metering(self.ledger, lambda: self.plan.limits, config.usage.stop_at_percent)
+        self.access = SandboxAccess(self.keystore, on_change=self._changed, meter=self.metering)
         self.refresh_log = state / "refresh-events.jsonl"
         token_url = config.token_url or self.profile.token_url
         refresher = (OAuthRefresher(token_url, self.profile.client_id or "", config.refresh.request_timeout_seconds)
@@ -59,37 +71,63 @@ class Service:
         self.tokens = TokenManager(
             build_sources(config, self.profile), refresher, config.refresh,
             lock_path=state / "locks" / "refresh.lock", record=self._record_refresh, on_change=self._changed,
-            login_hint=self.profile.login_hint or "run `claude /login` on the host",
+            login_hint=login_hint(self.profile.login_hint),
         )
+        upstream_url = config.upstream_url or self.profile.upstream
+        usage = UsageClient(upstream_url, self.profile.usage_path) if self.profile.usage_path else None
+        self.plan = PlanWatch(self.tokens, usage, self.profile.usage_poll_seconds, on_change=self._changed)
         self.proxy: ProxyServer | None = None
+        self._audit: AuditLog | None = None
+        self._refresh_events: AuditLog | None = None
+        self.dashboard: DashboardServer | None = None
+        self.dashboard_error = "the dashboard has not started yet"
         self._subscribers: list[Callable[[Snapshot], None]] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._push_pending = False
         self.stopped = asyncio.Event()
-        self._autostart: Callable[[], bool] | None = None
+        self._autostart_probe: Callable[[], bool] = lambda: Autostart.for_config(self.config).is_enabled()
+        self._autostart_on = False  # as last probed (off the loop), for snapshots
 
     # -- lifecycle
     async def start(self) -> None:
-        private_dir(self.config.state_dir)  # an existing 0755 dir is tightened too
+        config = self.config
+        await asyncio.to_thread(private_dir, config.state_dir)  # an existing 0755 dir is tightened too
+        self._refresh_events = await asyncio.to_thread(AuditLog, self.refresh_log, config.audit.max_bytes,
+                                                       config.audit.backups)
         await self.tokens.start()
-        audit = AuditLog(self.config.audit_log, self.config.audit.max_bytes, self.config.audit.backups,
-                         self.config.audit.sandbox_bytes_per_hour)
-        upstream = Upstream(self.config.upstream_url or self.profile.upstream,
-                            self.config.proxy.connect_timeout_seconds, self.config.proxy.read_idle_timeout_seconds)
-        self.proxy = ProxyServer(profile=self.profile, upstream=upstream, tokens=self.tokens, keystore=self.keystore,
-                                 audit=audit, settings=self.config.proxy,
-                                 token_margin=self.config.refresh.proxy_margin_seconds, on_change=self._changed)
-        self._audit = audit
-        specs = [parse_listen(e) for e in self.config.listen]
-        gateway = docker_net.bridge_gateway(self.config.docker_bridge) if any(s.is_docker for s in specs) else None
+        await self.access.load()
+        await self.metering.seed()
+        self._audit = await asyncio.to_thread(AuditLog, config.audit_log, config.audit.max_bytes, config.audit.backups,
+                                              config.audit.sandbox_bytes_per_hour)
+        upstream = Upstream(config.upstream_url or self.profile.upstream,
+                            config.proxy.connect_timeout_seconds, config.proxy.read_idle_timeout_seconds)
+        self.proxy = ProxyServer(profile=self.profile, upstream=upstream, tokens=self.tokens, access=self.access,
+                                 audit=self._audit, settings=config.proxy,
+                                 token_margin=config.refresh.proxy_margin_seconds, on_change=self._changed,
+                                 on_limits=self.plan.saw_headers, on_record=self.metering.account)
+        self.ledger.start()
+        specs = [parse_listen(e) for e in config.listen]
+        gateway = (await asyncio.to_thread(docker_net.bridge_gateway, config.docker_bridge)
+                   if any(s.is_docker for s in specs) else None)
         binds, warnings = resolve_listen(specs, gateway)
         for w in warnings:
             log.warning("%s", w)
         await self.proxy.start(binds)
-        self._write_listen()
-        self.control = ControlServer(self.config.control_socket, self.handle_control)
+        await self._write_listen()
+        self.control = ControlServer(config.control_socket, self.handle_control)
         await self.control.start()
+        await self._probe_autostart()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        self._tasks.append(asyncio.create_task(self.plan.run(), name="plan-usage-poll"))
+        from broker.dashboard.views import DashboardViews  # the dashboard's pages are a face
+
+        dashboard = DashboardServer(DashboardViews(self), port=self.config.dashboard_port)
+        try:
+            await dashboard.start()
+            self.dashboard = dashboard
+        except OSError as exc:  # the proxy matters more than the dashboard: keep serving
+            log.error("the dashboard cannot listen on 127.0.0.1:%s: %s", self.config.dashboard_port, exc.strerror or exc)
+            self.dashboard_error = f"the dashboard could not start ({exc.strerror or exc}); change `dashboard_port`"
         late = [s for s in specs if s.is_docker and not gateway]
         if late:
             self._tasks.append(asyncio.create_task(self._bind_docker_late(late), name="docker-bind"))
@@ -103,51 +141,60 @@ class Service:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if getattr(self, "control", None):
             await self.control.stop()
+        if getattr(self, "dashboard", None):
+            await self.dashboard.stop()
+        self.access.end_streams()
         if self.proxy is not None:
             await self.proxy.stop()
         await self.tokens.stop()
-        self.keystore.close()
-        if getattr(self, "_audit", None):
-            self._audit.close()
-        try:
-            (self.config.state_dir / "listen.json").unlink()
-        except FileNotFoundError:
-            pass
+        await asyncio.to_thread(self.ledger.close)
+        await self.access.close()
+        for records in (self._audit, self._refresh_events):
+            if records is not None:
+                await asyncio.to_thread(records.close)
+        await asyncio.to_thread((self.config.state_dir / "listen.json").unlink, missing_ok=True)
         self.stopped.set()
 
     async def _housekeeping(self) -> None:
-        """Notice the CLI's revokes/pauses made straight in the key store; save usage counters."""
+        """Every second: notice what another process (the CLI with no broker to talk to)
+        wrote to the key store. Every five: save usage counters, look at launch at login."""
         ticks = 0
         while True:
             await asyncio.sleep(1.0)
             ticks += 1
             try:
-                if self.proxy is not None:
-                    self.proxy.sync_keys()
+                await self.access.sync()
                 if ticks % 5 == 0:
-                    self.keystore.flush()
+                    await self.access.flush()
+                    await self._probe_autostart()
             except Exception as exc:
                 log.error("housekeeping failed: %s", exc)
 
-    async def _bind_docker_late(self, specs: list) -> None:
+    async def _bind_docker_late(self, specs: list[ListenSpec]) -> None:
         gateway = await docker_net.watch_bridge(interval=self.config.docker_poll_seconds, name=self.config.docker_bridge)
         assert self.proxy is not None
         for spec in specs:
             try:
                 await self.proxy.add_site(gateway, spec.port)
-            except OSError as exc:
+            except (BrokerError, OSError) as exc:
                 log.error("cannot listen on the docker bridge %s:%s: %s", gateway, spec.port, exc)
-        self._write_listen()
+        await self._write_listen()
         self._changed()
 
-    def _write_listen(self) -> None:
+    async def _write_listen(self) -> None:
         assert self.proxy is not None
-        write_private(self.config.state_dir / "listen.json",
-                      json.dumps({"listen": self.proxy.bound}).encode())
+        data = json.dumps({"listen": self.proxy.bound}).encode()
+        await asyncio.to_thread(write_private, self.config.state_dir / "listen.json", data)
 
     # -- state for faces
     def set_autostart_probe(self, probe: Callable[[], bool]) -> None:
-        self._autostart = probe
+        self._autostart_probe = probe
+
+    async def _probe_autostart(self) -> None:
+        try:
+            self._autostart_on = bool(await asyncio.to_thread(self._autostart_probe))
+        except Exception:
+            self._autostart_on = False
 
     def snapshot(self) -> Snapshot:
         proxy = self.proxy
@@ -156,31 +203,28 @@ class Service:
             token=self.tokens.status(),
             proxy=ProxyStatus(
                 listen=tuple(proxy.bound) if proxy else (),
-                paused=proxy.paused if proxy else False,
+                paused=self.access.paused,
                 requests_today=proxy.requests_today if proxy else 0,
-                active_streams=proxy.active_streams if proxy else 0,
+                active_streams=self.access.active_streams,
                 plan_limits=tuple(sorted(proxy.plan_limits.items())) if proxy else (),
             ),
-            sandboxes=tuple(self.keystore.list()),
+            sandboxes=self.sandboxes(),
             provider=self.profile.name,
-            autostart=self._autostart_enabled(),
+            login_hint=login_hint(self.profile.login_hint),
+            autostart=self._autostart_on,
             version=__version__,
+            limits=self.plan.limits,
+            limits_poll=self.plan.poll_state(),
         )
 
-    def _autostart_front(self):  # noqa: ANN202 - adapters.autostart.Autostart
-        from broker.adapters.autostart import Autostart, broker_argv
-        from broker.core.config import default_config_path
+    def sandboxes(self) -> tuple[SandboxInfo, ...]:
+        now, budgets = time.time(), self.access.budgets
+        return tuple(replace(s, budget_used=self.metering.used(s.name, now, budgets.get(s.name)))
+                     for s in self.access.sandboxes())
 
-        # A login item has none of this shell's environment: name a non-default config file.
-        path = self.config.path
-        explicit = path if path is not None and path != default_config_path({}) else None
-        return Autostart.here(argv=broker_argv(explicit), state_dir=self.config.state_dir)
-
-    def _autostart_enabled(self) -> bool:
-        try:
-            return self._autostart() if self._autostart else self._autostart_front().is_enabled()
-        except Exception:
-            return False
+    async def set_budget(self, name: str, budget: Budget | None) -> None:
+        await self.access.set_budget(name, budget)
+        log.info("sandbox %s: budget %s", name, budget.words() if budget else "off")
 
     def subscribe(self, callback: Callable[[Snapshot], None]) -> Callable[[], None]:
         self._subscribers.append(callback)
@@ -207,45 +251,34 @@ class Service:
                 log.error("a face failed to take the new state: %s", exc)
 
     def docker_run_flags(self, key: str | None = None) -> str:
+        """The `docker run` flags for a sandbox. Blocks (it runs `ip`): call it in a thread."""
         specs = [parse_listen(e) for e in self.config.listen]
-        bound = self.proxy.bound if self.proxy else []
+        bound = list(self.proxy.bound) if self.proxy else []
         port = dockerargs.sandbox_port(specs, bound, docker_net.bridge_gateway(self.config.docker_bridge))
         return dockerargs.run_line(dockerargs.base_url(port), key)
 
     def _record_refresh(self, event: dict[str, Any]) -> None:
-        line = json.dumps(event, separators=(",", ":")) + "\n"
-        path = self.refresh_log
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        new = not path.exists()
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(line)
-        if new:
-            path.chmod(0o600)
+        """Queued for the refresh-events file's own writer thread."""
+        if self._refresh_events is not None:
+            self._refresh_events.write(event)
 
     # -- actions
     async def perform(self, action: Action, arg: str | None = None) -> None:
-        assert self.proxy is not None
         if action is Action.REFRESH:
             await self.tokens.refresh("manual")
-        elif action is Action.PAUSE:
-            self.keystore.set_paused(True)
-            self.proxy.reload_keys()
-            self.proxy.end_streams()
-        elif action is Action.RESUME:
-            self.keystore.set_paused(False)
-            self.proxy.reload_keys()
+        elif action in (Action.PAUSE, Action.RESUME):
+            await self.access.set_paused(action is Action.PAUSE)
         elif action is Action.REVOKE_SANDBOX:
-            if not arg or not self.keystore.revoke(arg):
+            if not arg or not await self.access.revoke(arg):
                 raise BrokerError(f"no sandbox named {arg!r}")
-            self.proxy.reload_keys()
-            self.proxy.end_streams(arg)
+            await asyncio.to_thread(sandbox_config.remove, self.config.state_dir, arg)
         elif action is Action.REVOKE_ALL:
-            self.keystore.revoke_all()
-            self.proxy.reload_keys()
-            self.proxy.end_streams()
+            await self.access.revoke_all()
+            await asyncio.to_thread(sandbox_config.remove_all, self.config.state_dir)
         elif action is Action.SET_AUTOSTART:
-            auto = self._autostart_front()
-            auto.enable() if arg == "on" else auto.disable()
+            auto = Autostart.for_config(self.config)
+            await asyncio.to_thread(auto.enable if arg == "on" else auto.disable)
+            await self._probe_autostart()
         elif action is Action.QUIT:
             asyncio.get_running_loop().call_soon(self.stopped.set)
         else:
@@ -255,25 +288,7 @@ class Service:
 
     # -- control socket
     async def handle_control(self, req: dict[str, Any]) -> dict[str, Any]:
-        op = req.get("op")
-        assert self.proxy is not None
-        if op == "ping":
-            return {"ok": True, "pid": __import__("os").getpid()}
-        if op == "status":
-            return {"ok": True, "status": self.snapshot().to_json()}
-        if op == "perform":
-            await self.perform(Action(req["action"]), req.get("arg"))
-            return {"ok": True, "status": self.snapshot().to_json()}
-        if op in ("sandbox_add", "sandbox_rotate"):
-            name = str(req["name"])
-            key = self.keystore.add(name) if op == "sandbox_add" else self.keystore.rotate(name)
-            self.proxy.reload_keys()
-            if op == "sandbox_rotate":
-                self.proxy.end_streams(name)
-            self._changed()
-            log.info("sandbox %s: key %s (fingerprint %s)", name, "issued" if op == "sandbox_add" else "rotated",
-                     fingerprint(key))
-            return {"ok": True, "key": key}
-        if op == "sandbox_list":
-            return {"ok": True, "sandboxes": [s.to_json() for s in self.keystore.list()]}
-        raise BrokerError(f"unknown control request {op!r}")
+        """One request from the control socket (the CLI talking to this running broker)."""
+        from broker.control_ops import handle
+
+        return await handle(self, req)

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import random
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from broker.core import snapshot as snap
 from broker.core.clock import Clock, SystemClock

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerate assets/icon-<state>.png and assets/app-icon.png from broker/icons.py.
+"""Regenerate assets/icon-<state>.png and assets/app-icon.png from broker/tray/icons.py.
 
 The PNGs are for packaging and docs; the running tray draws its icons from code, so they
 never drift from what is committed as long as this script is re-run after changing them.
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from broker.core.menu import ICON_STATES  # noqa: E402
-from broker.icons import app_icon, icon_image  # noqa: E402
+from broker.tray.icons import app_icon, icon_image  # noqa: E402
 
 
 def write_icons(out: Path, size: int = 64) -> list[Path]:

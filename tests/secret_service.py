@@ -45,7 +45,7 @@ def secret_service(root: Path) -> Iterator[dict[str, str]]:
         finally:
             keyring.set_keyring(previous)
     finally:
-        subprocess.run(["pkill", "-f", "gnome-keyring-daemon --unlock --components=secrets"], capture_output=True)
+        _stop_keyring_daemons(address)
         bus.send_signal(signal.SIGTERM)
         bus.wait(timeout=10)
         for k, v in saved.items():
@@ -53,3 +53,16 @@ def secret_service(root: Path) -> Iterator[dict[str, str]]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _stop_keyring_daemons(bus_address: str) -> None:
+    """End the gnome-keyring-daemon started on this bus, by its pid: other tests (and other
+    people on this machine) run their own."""
+    ours = f"DBUS_SESSION_BUS_ADDRESS={bus_address}".encode()
+    for proc in Path("/proc").iterdir():
+        try:
+            if b"gnome-keyring-daemon" in (proc / "cmdline").read_bytes() and ours in \
+                    (proc / "environ").read_bytes().split(b"\0"):
+                os.kill(int(proc.name), signal.SIGTERM)
+        except (OSError, ValueError):
+            continue

@@ -11,15 +11,24 @@ import tempfile
 from pathlib import Path
 
 
-def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace `path` with `data` atomically; the file ends up with `mode` (0600 by default)."""
-    path = Path(os.path.realpath(path))  # a symlinked dotfile stays a symlink
-    if path.exists() and not path.is_file():  # a FIFO or /dev/zero swapped in: never replace it
-        raise OSError(f"{path} is not a regular file; not writing over it")
+def write_private(path: Path, data: bytes, mode: int = 0o600, owner: int | None = None,
+                  follow: bool = True) -> None:
+    """Replace `path` with `data` atomically; the file ends up with `mode` (0600 by default)
+    and, when given, owned by uid (and gid) `owner` before it appears under its name.
+
+    `follow=False` replaces a symlink at `path` instead of writing where it points: for dirs
+    that someone else (a sandbox) can write into.
+    """
+    if follow:
+        path = Path(os.path.realpath(path))  # a symlinked dotfile stays a symlink
+        if path.exists() and not path.is_file():  # a FIFO or /dev/zero swapped in: never replace it
+            raise OSError(f"{path} is not a regular file; not writing over it")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, mode)
+        if owner is not None:
+            os.fchown(fd, owner, owner)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -17,6 +17,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from broker.adapters.configfiles import default_config_path
+from broker.core.config import Config
 from broker.core.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -121,6 +123,15 @@ class Autostart:
     def here(cls, *, argv: Sequence[str] | None = None, state_dir: Path | None = None) -> Autostart:
         """The front for the current user on this machine."""
         return cls(platform.system(), Path.home(), os.environ, argv=argv, state_dir=state_dir)
+
+    @classmethod
+    def for_config(cls, config: Config) -> Autostart:
+        """The one login item for a broker run with `config`: the tray's checkbox and
+        `autostart enable` both write this. A login item has none of this shell's
+        environment, so a config file other than the default one is named on its command line."""
+        path = config.path
+        explicit = path if path is not None and path != default_config_path({}) else None
+        return cls.here(argv=broker_argv(explicit), state_dir=config.state_dir)
 
     def location(self) -> str:
         """Where the login item lives: a file path, or the registry key and value name."""

@@ -24,7 +24,8 @@ from broker.core.connections import ConnectionTable
 log = logging.getLogger(__name__)
 
 _FD_ERRNOS = (errno.EMFILE, errno.ENFILE)
-STORM_LOGGERS = ("asyncio", "aiohttp.server", "aiohttp.web", "broker.adapters.proxy", "broker.adapters.audit")
+STORM_LOGGERS = ("asyncio", "aiohttp.server", "aiohttp.web", "broker.adapters.proxy", "broker.adapters.forward",
+                 "broker.adapters.audit")
 
 
 def fd_cap(wanted: int) -> int:

@@ -7,8 +7,6 @@ proxy must listen there. Docker may start after the broker, hence `watch_bridge`
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import inspect
 import ipaddress
 import json
 import logging
@@ -16,7 +14,7 @@ import shutil
 import socket
 import struct
 import subprocess
-from typing import Awaitable, Callable
+from typing import Callable
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +56,10 @@ def _via_ioctl(name: str) -> str | None:
     if len(name.encode()) > 15:
         return None
     try:
+        import fcntl  # POSIX only: imported here so the package still imports on Windows
+    except ImportError:
+        return None
+    try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             raw = fcntl.ioctl(s.fileno(), _SIOCGIFADDR, struct.pack("256s", name.encode()))
     except OSError:
@@ -71,17 +73,13 @@ def bridge_gateway(name: str = DEFAULT_BRIDGE) -> str | None:
     return _via_ip(name, ip) if ip else _via_ioctl(name)
 
 
-Callback = Callable[[str], "Awaitable[None] | None"]
-
-
 async def watch_bridge(
-    callback: Callback | None = None,
     interval: float = 5.0,
     name: str = DEFAULT_BRIDGE,
     *,
     probe: Callable[[str], str | None] = bridge_gateway,
 ) -> str:
-    """Poll until bridge `name` has an address, call `callback(address)` (if any), return it.
+    """Poll until bridge `name` has an address and return it.
 
     Cancel the task to stop watching. The probe runs in a thread so a slow `ip` never
     stalls the loop.
@@ -90,8 +88,5 @@ async def watch_bridge(
         address = await asyncio.to_thread(probe, name)
         if address:
             log.info("docker bridge %s is up at %s", name, address)
-            result = callback(address) if callback else None
-            if inspect.isawaitable(result):
-                await result
             return address
         await asyncio.sleep(interval)

@@ -50,12 +50,6 @@ class FileSource(CredentialSource):
     def save(self, login: OAuthLogin) -> None:
         write_private(self.path, serialize_login(login).encode("utf-8"))
 
-    def mode(self) -> int | None:
-        try:
-            return self.path.stat().st_mode & 0o777
-        except FileNotFoundError:
-            return None
-
     def watch(self, on_change: Callable[[], None]) -> Unwatch:
         return _DirWatch(self.path, on_change).start()
 

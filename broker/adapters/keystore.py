@@ -2,7 +2,8 @@
 
 Only a SHA-256 of each key is stored: a key is shown once, when it is issued. The CLI and a
 running broker may both write; `changed()` (SQLite's data_version) lets the broker notice
-another process's revoke or pause on the very next request without re-reading every time.
+another process's revoke, rotate or pause without re-reading every time. Every method
+blocks: the broker calls them from one worker thread (`broker.access`), never on its loop.
 """
 
 from __future__ import annotations
@@ -11,12 +12,17 @@ import os
 import re
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 
+from broker.core.budget import Budget
 from broker.core.errors import BrokerError
 from broker.core.keys import generate_key, hash_key
 from broker.core.snapshot import SandboxInfo
 from broker.core.usage import Usage
+
+# sandbox name -> [requests, input tokens, output tokens, last used]: use not yet saved
+Counts = dict[str, list[float]]
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -31,6 +37,7 @@ CREATE TABLE IF NOT EXISTS sandboxes (
     output_tokens INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS budgets (name TEXT PRIMARY KEY, tokens INTEGER NOT NULL, window REAL NOT NULL);
 """
 
 
@@ -49,7 +56,7 @@ class KeyStore:
         self.path = Path(path)
         self._db: sqlite3.Connection | None = None
         self._version: int | None = None
-        self._pending: dict[str, list[float]] = {}  # name -> [requests, input, output, last_used]
+        self._pending: Counts = {}  # use counted by record_use, saved by flush
 
     # -- connection
     @property
@@ -105,26 +112,40 @@ class KeyStore:
 
     def revoke(self, name: str) -> bool:
         self._pending.pop(name, None)
+        self.db.execute("DELETE FROM budgets WHERE name = ?", (name,))
         return self.db.execute("DELETE FROM sandboxes WHERE name = ?", (name,)).rowcount > 0
 
     def revoke_all(self) -> int:
         self._pending.clear()
+        self.db.execute("DELETE FROM budgets")
         return self.db.execute("DELETE FROM sandboxes").rowcount
+
+    # -- budgets (tokens per rolling window), enforced by the running broker
+    def set_budget(self, name: str, budget: Budget | None) -> None:
+        if not self.db.execute("SELECT 1 FROM sandboxes WHERE name = ?", (name,)).fetchone():
+            raise SandboxError(f"no sandbox named {name!r} (`inference-broker sandbox add {name} --budget ...`)")
+        if budget is None:
+            self.db.execute("DELETE FROM budgets WHERE name = ?", (name,))
+        else:
+            self.db.execute("INSERT INTO budgets (name, tokens, window) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE "
+                            "SET tokens = excluded.tokens, window = excluded.window", (name, budget.tokens, budget.window))
+
+    def budgets(self) -> dict[str, Budget]:
+        return {n: Budget(int(t), float(w)) for n, t, w in self.db.execute("SELECT name, tokens, window FROM budgets")}
 
     def hashes(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT name, key_hash FROM sandboxes"))
 
+    def stored(self) -> list[SandboxInfo]:
+        """The sandboxes with the counters as saved (no unsaved use)."""
+        rows = self.db.execute("SELECT s.name, created, last_used, requests, input_tokens, output_tokens, b.tokens, "
+                               "b.window FROM sandboxes s LEFT JOIN budgets b ON b.name = s.name "
+                               "ORDER BY s.name").fetchall()
+        return [SandboxInfo(*row[:6], budget=Budget(int(row[6]), float(row[7])).words() if row[6] else None)
+                for row in rows]
+
     def list(self) -> list[SandboxInfo]:
-        rows = self.db.execute("SELECT name, created, last_used, requests, input_tokens, output_tokens "
-                               "FROM sandboxes ORDER BY name").fetchall()
-        out = []
-        for name, created, last_used, requests, inp, outp in rows:
-            p = self._pending.get(name)
-            if p:
-                requests, inp, outp = requests + int(p[0]), inp + int(p[1]), outp + int(p[2])
-                last_used = max(last_used or 0, p[3])
-            out.append(SandboxInfo(name, created, last_used, requests, inp, outp))
-        return out
+        return with_counts(self.stored(), self._pending)
 
     # -- pause
     def paused(self) -> bool:
@@ -137,21 +158,46 @@ class KeyStore:
 
     # -- usage: counted in memory per request, written in batches
     def record_use(self, name: str, when: float, usage: Usage | None) -> None:
-        p = self._pending.setdefault(name, [0, 0, 0, 0.0])
-        p[0] += 1
-        if usage is not None:
-            p[1] += usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
-            p[2] += usage.output_tokens
-        p[3] = max(p[3], when)
+        tally(self._pending, name, when, usage)
 
     def flush(self) -> None:
         if not self._pending or self._db is None:
             return
         pending, self._pending = self._pending, {}
-        with self._db:
-            self._db.execute("BEGIN")
-            for name, (req, inp, outp, last) in pending.items():
-                self._db.execute(
+        self.write_usage(pending)
+
+    def write_usage(self, counts: Counts) -> None:
+        """Add counted use (from `tally`) to the stored counters, in one transaction."""
+        if not counts:
+            return
+        with self.db:
+            self.db.execute("BEGIN")
+            for name, (req, inp, outp, last) in counts.items():
+                self.db.execute(
                     "UPDATE sandboxes SET requests = requests + ?, input_tokens = input_tokens + ?, "
                     "output_tokens = output_tokens + ?, last_used = max(coalesce(last_used, 0), ?) WHERE name = ?",
                     (int(req), int(inp), int(outp), last, name))
+
+
+def tally(counts: Counts, name: str, when: float, usage: Usage | None) -> None:
+    """Count one request of sandbox `name` into `counts` (in memory)."""
+    p = counts.setdefault(name, [0, 0, 0, 0.0])
+    p[0] += 1
+    if usage is not None:
+        p[1] += usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
+        p[2] += usage.output_tokens
+    p[3] = max(p[3], when)
+
+
+def with_counts(rows: list[SandboxInfo], *counts: Counts) -> list[SandboxInfo]:
+    """`rows` with counted-but-unsaved use added on top."""
+    out = []
+    for row in rows:
+        requests, inp, outp, last_used = row.requests, row.input_tokens, row.output_tokens, row.last_used
+        for c in counts:
+            p = c.get(row.name)
+            if p:
+                requests, inp, outp = requests + int(p[0]), inp + int(p[1]), outp + int(p[2])
+                last_used = max(last_used or 0, p[3])
+        out.append(replace(row, last_used=last_used, requests=requests, input_tokens=inp, output_tokens=outp))
+    return out

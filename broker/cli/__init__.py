@@ -7,23 +7,26 @@ from the work, so every command is a plain function tests can call.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from broker import __version__
+from broker.cli import (
+    autostart_cmd,
+    dashboard_cmd,
+    docker_args_cmd,
+    doctor_cmd,
+    login_cmd,
+    refresh_cmd,
+    run_cmd,
+    sandbox_cmd,
+    status_cmd,
+    usage_cmd,
+)
 from broker.core.errors import BrokerError
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS = [
-    "run",
-    "status",
-    "refresh",
-    "doctor",
-    "login",
-    "sandbox",
-    "docker_args",
-    "autostart",
-]
+COMMANDS = (run_cmd, status_cmd, refresh_cmd, doctor_cmd, login_cmd, sandbox_cmd, usage_cmd, dashboard_cmd,
+            docker_args_cmd, autostart_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,13 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="config file (default: $INFERENCE_BROKER_CONFIG or the user config dir)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"broker.cli.{name}_cmd")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"broker.cli.{name}_cmd":
-                continue  # not written yet
-            raise
+    for module in COMMANDS:
         module.register(sub)
     return parser
 

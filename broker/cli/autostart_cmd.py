@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 
-from broker.adapters.autostart import Autostart, broker_argv
+from broker.adapters.autostart import Autostart
+from broker.cli.common import config_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,14 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def autostart_for(config: str | None) -> Autostart:
-    """The login item starts the broker with the config this command was given, if any."""
-    config = config or os.environ.get("INFERENCE_BROKER_CONFIG") or None
-    return Autostart.here(argv=broker_argv(config))
-
-
 def run(args: argparse.Namespace) -> int:
-    autostart = autostart_for(getattr(args, "config", None))
+    autostart = Autostart.for_config(config_of(args))  # the same login item the tray writes
     if args.what == "enable":
         autostart.enable()
         print(f"Launch at login: on ({autostart.location()})")

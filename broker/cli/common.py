@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Any
 
 from broker.adapters import control
-from broker.core.config import Config, load_config
+from broker.adapters.configfiles import load_config
+from broker.core.config import Config
 from broker.core.errors import BrokerNotRunning
 
 
@@ -26,7 +26,3 @@ def ask_or_none(config: Config, payload: dict[str, Any]) -> dict[str, Any] | Non
         return ask(config, payload)
     except BrokerNotRunning:
         return None
-
-
-def quiet_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

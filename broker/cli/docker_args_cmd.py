@@ -1,9 +1,10 @@
 """`inference-broker docker-args NAME`: the flags that wire a container to the broker.
 
-Only a hash of a sandbox key is kept, so an existing key cannot be printed again: `--new`
-issues one (creating the sandbox), `--rotate` replaces it, and otherwise the output refers
-to the caller's own `ANTHROPIC_API_KEY`. Keys go through a running broker when there is one
-(so a rotation takes effect at once), else straight into the key store, as `sandbox add` does.
+`--new` issues a key (creating the sandbox), `--rotate` replaces it; either writes the key into
+the sandbox's Claude Code config dir, which the printed flags mount. The output itself holds
+no secret, so `docker-args NAME` prints it again for an existing sandbox. Keys go through a
+running broker when there is one (so a rotation takes effect at once), else straight into the
+key store, as `sandbox add` does.
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ import json
 import logging
 import sys
 
-from broker.adapters import docker_net
+from broker.adapters import docker_net, sandbox_config
 from broker.adapters.keystore import KeyStore
 from broker.cli.common import config_of
-from broker.cli.sandbox_cmd import issue
+from broker.cli.sandbox_cmd import add_config_options, issue
 from broker.core import dockerargs
 from broker.core.config import Config
+from broker.core.errors import BrokerError
 from broker.core.listen import parse_listen
 
 log = logging.getLogger(__name__)
-
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     key.add_argument("--rotate", action="store_true", help="give sandbox NAME a new key (the old one stops working)")
     p.add_argument("--format", choices=dockerargs.FORMATS, default="run", help="output format (default: run)")
     p.add_argument("--port", type=int, help="the port containers reach the broker on (default: from the config)")
+    add_config_options(p)
     p.set_defaults(func=run)
 
 
@@ -70,23 +72,23 @@ def run(args: argparse.Namespace) -> int:
               "engine cannot reach; add `docker:PORT` to `listen` (Docker Desktop is fine as is).",
               file=sys.stderr)
 
-    key: str | None = None
     if args.new or args.rotate:
-        key = issue(config, args.name, rotate=args.rotate)
-        if args.rotate:
-            print(f"sandbox {args.name!r} has a new key; the old one stops working now.", file=sys.stderr)
-        else:
-            print(f"sandbox {args.name!r} created; its key is shown only this once.", file=sys.stderr)
-        if args.format in ("compose", "devcontainer"):
-            print("this snippet holds a secret key: keep it out of version control.", file=sys.stderr)
-    else:
-        hint = (f"ANTHROPIC_API_KEY comes from your environment. Only a hash of each key is kept, so "
-                f"an old key cannot be shown: `--new` creates sandbox {args.name!r} with a key, "
-                f"`--rotate` gives it a new one.")
-        if _known(config, args.name) is False:
-            hint += f" (There is no sandbox {args.name!r} yet.)"
-        print(hint, file=sys.stderr)
+        issue(config, args.name, rotate=args.rotate, workdir=args.workdir, uid=args.uid)
+        print(f"sandbox {args.name!r} " + ("has a new key; the old one stops working now."
+                                            if args.rotate else "created."), file=sys.stderr)
+    elif not sandbox_config.exists(config.state_dir, args.name):
+        known = _known(config, args.name)
+        raise BrokerError(
+            f"sandbox {args.name!r} has no Claude Code config dir yet: " +
+            (f"`docker-args {args.name} --rotate` writes one with a new key" if known
+             else f"`docker-args {args.name} --new` creates the sandbox"), title="Sandbox config")
+    elif args.uid is not None or args.workdir:
+        raise BrokerError("--uid and --workdir apply with --new or --rotate", title="Sandbox config")
 
-    url = dockerargs.base_url(port)
-    sys.stdout.write(dockerargs.render(args.format, url, key, name=args.name))
+    where = sandbox_config.sandbox_dir(config.state_dir, args.name)
+    if args.format == "run" and any(ch.isspace() for ch in str(where)):
+        print(f"note: {where} has a space, which a shell's $(...) splits apart: paste the printed line "
+              "into your command instead, or use --format compose", file=sys.stderr)
+    wiring = dockerargs.Wiring(dockerargs.base_url(port), str(where.resolve()))
+    sys.stdout.write(dockerargs.render(args.format, wiring, name=args.name))
     return 0

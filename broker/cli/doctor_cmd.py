@@ -6,9 +6,9 @@ import argparse
 import time
 
 from broker.cli.common import config_of
-from broker.core.profiles import find_profile
-from broker.doctor import PROBLEM, WARN, as_json, run_checks
-from broker.sources import build_sources
+from broker.adapters.configfiles import profile_for
+from broker.cli.doctor_checks import PROBLEM, WARN, as_json, run_checks
+from broker.login_sources import build_sources
 
 MARK = {"ok": "ok  ", WARN: "WARN", PROBLEM: "FAIL"}
 
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     config = config_of(args)
-    profile = find_profile(config.provider, config.profile_dirs)
+    profile = profile_for(config)
     findings = run_checks(config, profile, build_sources(config, profile), time.time(), args.sandbox)
     if args.json:
         print(as_json(findings))

@@ -11,12 +11,12 @@ import argparse
 import getpass
 import sys
 
+from broker.adapters.configfiles import find_profile, profile_dirs
 from broker.adapters.keychain import SecretStore
 from broker.cli.common import config_of
 from broker.core.errors import BrokerError
-from broker.core.profiles import find_profile
 from broker.core.redact import fingerprint
-from broker.sources import setup_token_marker, setup_token_store
+from broker.login_sources import setup_token_marker, setup_token_store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
         print("setup token forgotten; the broker uses Claude Code's login again (after a restart)")
         return 0
     if args.api_key:
-        profile = find_profile("anthropic", config.profile_dirs)
+        profile = find_profile("anthropic", profile_dirs())
         key = read_secret("Anthropic API key: ")
         if not key.startswith("sk-ant-api"):
             raise BrokerError("that does not look like an Anthropic API key (sk-ant-api…)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from broker.cli.common import ask, config_of
-from broker.cli.status_cmd import render
+from broker.cli.status_cmd import token_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,6 +15,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     reply = ask(config_of(args), {"op": "perform", "action": "refresh"}, timeout=120)
-    status = {"running": True, **reply["status"]}
-    print(render(status).splitlines()[1])
-    return 0 if status["token"]["state"] in ("valid", "expiring") else 1
+    token = reply["status"]["token"]
+    print(token_line(token))
+    return 0 if token["state"] in ("valid", "expiring") else 1

@@ -8,7 +8,6 @@ import sys
 
 from broker.adapters import control
 from broker.cli.common import config_of
-from broker.logsetup import setup_logging
 
 log = logging.getLogger("broker")
 
@@ -20,20 +19,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from broker import runner  # noqa: PLC0415 - the service and aiohttp load only for `run`
+
     config = config_of(args)
-    setup_logging("debug" if args.verbose else config.log_level, config.state_dir / "broker.log")
+    runner.setup_logging("debug" if args.verbose else config.log_level, config.state_dir / "broker.log")
     if control.is_running(config.control_socket):
         print(f"inference-broker is already running (control socket {config.control_socket}); "
               "use `inference-broker status`", file=sys.stderr)
         return 1
-    from broker import app
-
     if args.no_tray:
-        return app.run_headless(config)
+        return runner.run_headless(config)
     from broker.tray import display_available
 
     ok, why = display_available()
     if not ok:
         log.info("no tray: %s; running headless", why)
-        return app.run_headless(config)
-    return app.run_with_tray(config)
+        return runner.run_headless(config)
+    return runner.run_with_tray(config)

@@ -1,7 +1,8 @@
 """Sandbox keys: `sandbox add|list|rotate|revoke`, and `revoke --all`, `pause`, `resume`.
 
 Through the running broker when there is one (so revocation ends streams in flight at once),
-straight in the key store otherwise.
+straight in the key store otherwise. Issuing a key also writes the sandbox's Claude Code config
+dir (adapters.sandbox_config), and revoking removes it.
 """
 
 from __future__ import annotations
@@ -10,19 +11,30 @@ import argparse
 import json
 import sys
 
+from broker.adapters import sandbox_config
 from broker.adapters.keystore import KeyStore
 from broker.cli.common import ask_or_none, config_of
+from broker.core.budget import parse_budget
+from broker.core.claude_config import Plan, check_workdir
 from broker.core.config import Config
+from broker.core.errors import BrokerError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sandbox", help="issue, list, rotate and revoke sandbox keys")
     s = p.add_subparsers(dest="sandbox_command", metavar="ACTION", required=True)
-    a = s.add_parser("add", help="issue a key for a new sandbox (printed once)")
+    a = s.add_parser("add", help="issue a key for a new sandbox (printed once) and write its Claude Code config")
     a.add_argument("name")
+    a.add_argument("--budget", help="tokens per rolling window, e.g. 2M/5h (see `sandbox budget`)")
+    add_config_options(a)
     a.set_defaults(func=add)
+    b = s.add_parser("budget", help="limit a sandbox's tokens per rolling window: 2M/5h, 500k/1d, or off")
+    b.add_argument("name")
+    b.add_argument("budget", help="TOKENS/WINDOW (k, M suffixes; m, h, d, w windows), or `off`")
+    b.set_defaults(func=budget)
     r = s.add_parser("rotate", help="replace a sandbox's key (the old one stops working)")
     r.add_argument("name")
+    add_config_options(r)
     r.set_defaults(func=rotate)
     ls = s.add_parser("list", help="sandboxes with their use")
     ls.add_argument("--json", action="store_true")
@@ -40,27 +52,86 @@ def register(sub: argparse._SubParsersAction) -> None:
     sub.add_parser("resume", help="turn sandbox access back on").set_defaults(func=resume)
 
 
-def issue(config: Config, name: str, rotate: bool = False) -> str:
-    """A new key for `name` (created, or rotated), through the broker if it runs."""
+def add_config_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workdir", metavar="DIR", type=check_workdir,
+                   help="the sandbox's work folder (where claude starts): Claude Code trusts it and "
+                        "its subfolders without asking")
+    p.add_argument("--uid", type=int, metavar="UID",
+                   help="the user the container runs as, if not you (e.g. 1000 for `node` images): "
+                        "the sandbox's Claude Code dir is handed to it")
+
+
+def host_plan(config: Config) -> Plan:
+    """The host login's plan (the running broker's view, else the login store's)."""
+    reply = ask_or_none(config, {"op": "status"})
+    if reply is not None:
+        token = reply["status"].get("token", {})
+        return Plan(token.get("subscription_type"), token.get("rate_limit_tier"))
+    from broker.adapters.configfiles import profile_for
+    from broker.login_sources import build_sources
+
+    for source in build_sources(config, profile_for(config)):
+        try:
+            login = None if source.unavailable() else source.load()
+        except BrokerError:
+            continue
+        if login is not None:
+            return Plan(login.subscription_type, login.rate_limit_tier)
+    return Plan()
+
+
+def issue(config: Config, name: str, rotate: bool = False, workdir: str | None = None,
+          uid: int | None = None) -> str:
+    """A new key for `name` (created, or rotated), through the broker if it runs, written into
+    the sandbox's Claude Code config dir."""
+    sandbox_config.check_uid(uid)  # before the key exists: a refusal leaves nothing behind
     reply = ask_or_none(config, {"op": "sandbox_rotate" if rotate else "sandbox_add", "name": name})
     if reply is not None:
-        return reply["key"]
-    with KeyStore(config.keystore_path) as store:
-        return store.rotate(name) if rotate else store.add(name)
+        key = reply["key"]
+    else:
+        with KeyStore(config.keystore_path) as store:
+            key = store.rotate(name) if rotate else store.add(name)
+    sandbox_config.write(config.state_dir, name, key, host_plan(config), [workdir] if workdir else [], uid)
+    return key
+
+
+def set_budget(config: Config, name: str, text: str) -> str:
+    """Set (or with `off` remove) a budget, through the broker if it runs; returns its words."""
+    spec = parse_budget(text)
+    reply = ask_or_none(config, {"op": "sandbox_budget", "name": name, "budget": text})
+    if reply is None:
+        with KeyStore(config.keystore_path) as store:
+            store.set_budget(name, spec)
+    return spec.words() if spec else "off"
+
+
+def budget(args: argparse.Namespace) -> int:
+    words = set_budget(config_of(args), args.name, args.budget)
+    print(f"sandbox {args.name}: budget {words}" + ("" if words == "off" else " tokens per rolling window "
+          "(input + cache writes + output)"))
+    return 0
 
 
 def add(args: argparse.Namespace) -> int:
-    key = issue(config_of(args), args.name)
+    if args.budget:
+        parse_budget(args.budget)  # refuse a bad budget before a key is issued
+    config = config_of(args)
+    key = issue(config, args.name, workdir=args.workdir, uid=args.uid)
+    if args.budget:
+        set_budget(config, args.name, args.budget)
     print(key)
-    print(f"sandbox {args.name!r} created. This key is shown once; give it to the sandbox as "
-          "ANTHROPIC_API_KEY (see `inference-broker docker-args`).", file=sys.stderr)
+    print(f"sandbox {args.name!r} created; its Claude Code config (with this key) is in "
+          f"{sandbox_config.sandbox_dir(config.state_dir, args.name)}. `inference-broker docker-args "
+          f"{args.name}` wires a container to it; other clients take the key as ANTHROPIC_API_KEY.",
+          file=sys.stderr)
     return 0
 
 
 def rotate(args: argparse.Namespace) -> int:
-    key = issue(config_of(args), args.name, rotate=True)
+    key = issue(config_of(args), args.name, rotate=True, workdir=args.workdir, uid=args.uid)
     print(key)
-    print(f"sandbox {args.name!r} has a new key; the old one no longer works.", file=sys.stderr)
+    print(f"sandbox {args.name!r} has a new key (its Claude Code picks it up on its next request); "
+          "the old one no longer works.", file=sys.stderr)
     return 0
 
 
@@ -78,8 +149,12 @@ def list_(args: argparse.Namespace) -> int:
     if not rows:
         print("no sandboxes (`inference-broker sandbox add NAME` issues a key)")
     for r in rows:
+        budget = ""
+        if r.get("budget"):
+            used = f"{r['budget_used']} used of " if r.get("budget_used") is not None else ""
+            budget = f", budget {used}{r['budget']}"
         print(f"{r['name']:<24} created {r['created']}  last used {r['last_used'] or 'never':<25} "
-              f"{r['requests']} requests, {r['input_tokens']} in / {r['output_tokens']} out tokens")
+              f"{r['requests']} requests, {r['input_tokens']} in / {r['output_tokens']} out tokens{budget}")
     return 0
 
 
@@ -100,8 +175,10 @@ def revoke(args: argparse.Namespace) -> int:
         return 0
     with KeyStore(config.keystore_path) as store:
         if args.all:
+            sandbox_config.remove_all(config.state_dir)
             print(f"revoked {store.revoke_all()} sandbox key(s)")
         elif store.revoke(args.name):
+            sandbox_config.remove(config.state_dir, args.name)
             print(f"revoked {args.name}")
         else:
             print(f"no sandbox named {args.name!r}", file=sys.stderr)

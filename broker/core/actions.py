@@ -20,3 +20,5 @@ class Action(str, enum.Enum):
     COPY_DOCKER_FLAGS = "copy_docker_flags"
     OPEN_AUDIT_LOG = "open_audit_log"
     OPEN_CONFIG = "open_config"
+    SHOW_STATUS = "show_status"  # a tray with no menu (pystray's xorg): the menu's words as a text file
+    OPEN_DASHBOARD = "open_dashboard"

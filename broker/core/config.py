@@ -1,7 +1,6 @@
 """The user's config file: YAML, every key checked, errors that name the key.
 
-A missing file means all defaults. The file's location comes from `--config`, then
-`$INFERENCE_BROKER_CONFIG`, then the platform's user config dir.
+Parsing only: `adapters.configfiles` finds and reads the file.
 """
 
 from __future__ import annotations
@@ -9,7 +8,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import platformdirs
 import yaml
@@ -64,6 +62,12 @@ class AuditSettings:
 
 
 @dataclass(frozen=True)
+class UsageSettings:
+    retention_days: float = 90.0  # ledger rows older than this are removed
+    stop_at_percent: float | None = None  # refuse every sandbox once the 5-hour window is this full
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None = None  # where it was read from (None: defaults only)
     provider: str = "anthropic-oauth"
@@ -75,9 +79,11 @@ class Config:
     refresh: RefreshSettings = field(default_factory=RefreshSettings)
     proxy: ProxySettings = field(default_factory=ProxySettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    usage: UsageSettings = field(default_factory=UsageSettings)
     log_level: str = "info"
     docker_bridge: str = "docker0"  # the interface `docker` in `listen` stands for
     docker_poll_seconds: float = 5.0  # how often to look for it while it is missing
+    dashboard_port: int = 0  # the local dashboard's port on 127.0.0.1 (0: any free port)
 
     @property
     def control_socket(self) -> Path:
@@ -88,20 +94,12 @@ class Config:
         return self.state_dir / "broker.db"
 
     @property
-    def audit_log(self) -> Path:
-        return self.state_dir / "audit.jsonl"
+    def ledger_path(self) -> Path:
+        return self.state_dir / "usage.db"
 
     @property
-    def profile_dirs(self) -> list[Path]:
-        from broker.core.profiles import builtin_profile_dir
-
-        return [Path(platformdirs.user_config_dir(APP)) / "providers", builtin_profile_dir()]
-
-
-def default_config_path(env: Mapping[str, str] = os.environ) -> Path:
-    if env.get("INFERENCE_BROKER_CONFIG"):
-        return Path(env["INFERENCE_BROKER_CONFIG"]).expanduser()
-    return Path(platformdirs.user_config_dir(APP)) / "config.yaml"
+    def audit_log(self) -> Path:
+        return self.state_dir / "audit.jsonl"
 
 
 def _path(f: Fields, key: str, base: Path | None) -> Path | None:
@@ -171,6 +169,14 @@ def parse_config(text: str, where: str, path: Path | None = None) -> Config:
                           sandbox_bytes_per_hour=int(a.positive("sandbox_bytes_per_hour", da.sandbox_bytes_per_hour)))
     a.done()
 
+    u = f.sub("usage")
+    stop = u.get("stop_at_percent", (int, float))
+    if stop is not None and not 0 < stop <= 100:
+        raise u.fail("usage.stop_at_percent", f"must be a percentage above 0 and at most 100 (got {stop!r})")
+    usage = UsageSettings(retention_days=u.positive("retention_days", UsageSettings.retention_days),
+                          stop_at_percent=float(stop) if stop is not None else None)
+    u.done()
+
     listen = f.strings("listen", DEFAULT_LISTEN)
     if not listen:
         raise f.fail("listen", "must list at least one host:port")
@@ -189,9 +195,11 @@ def parse_config(text: str, where: str, path: Path | None = None) -> Config:
         refresh=refresh,
         proxy=proxy,
         audit=audit,
+        usage=usage,
         log_level=f.choice("log_level", ("debug", "info", "warning", "error"), defaults.log_level),
         docker_bridge=f.get("docker_bridge", str, defaults.docker_bridge),
         docker_poll_seconds=f.positive("docker_poll_seconds", defaults.docker_poll_seconds),
+        dashboard_port=int(f.positive("dashboard_port", 0, allow_zero=True)),
     )
     f.done()
     _check_listen(config.listen, where)
@@ -208,18 +216,3 @@ def _check_listen(entries: tuple[str, ...], where: str) -> None:
             parse_listen(entry)
         except ConfigError as exc:
             raise ConfigError(f"{where}: listen: {exc.message}") from None
-
-
-def load_config(path: Path | None = None, env: Mapping[str, str] = os.environ) -> Config:
-    """Read the config file, or return defaults when there is none."""
-    explicit = path is not None or bool(env.get("INFERENCE_BROKER_CONFIG"))
-    path = path or default_config_path(env)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        if explicit:
-            raise ConfigError(f"{path}: config file not found") from None
-        return Config(path=path)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    return parse_config(text, str(path), path)

@@ -1,15 +1,19 @@
-"""What a container needs to reach the broker, in the formats people paste it into.
+"""What a sandbox needs to reach the broker, in the formats people paste it into.
 
-Every format carries the same three facts: `inference.local` resolves to the host gateway,
-the base URL, and the sandbox key (or, when the key is not at hand, a reference to the
-caller's `ANTHROPIC_API_KEY`, because only a hash of an issued key is kept).
+Every format carries the same facts: `inference.local` resolves to the host gateway, the base
+URL, and Claude Code's config dir: the sandbox's own dir from the broker's state dir (holding
+its key in a stand-in login, see core.claude_config), mounted at `CONTAINER_CONFIG_DIR` with
+`CLAUDE_CONFIG_DIR` pointing there. No format carries the key itself, so none is a secret.
+`run_line` (no sandbox dir) is the generic line the tray copies: it passes the caller's
+`ANTHROPIC_API_KEY` through.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
-from typing import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
 
 import yaml
 
@@ -20,68 +24,79 @@ HOST_ALIAS = "inference.local"
 ADD_HOST = f"{HOST_ALIAS}:host-gateway"
 BASE_URL_VAR = "ANTHROPIC_BASE_URL"
 KEY_VAR = "ANTHROPIC_API_KEY"
+CONFIG_DIR_VAR = "CLAUDE_CONFIG_DIR"
+CONTAINER_CONFIG_DIR = "/opt/inference-broker/claude"
 FORMATS = ("run", "env", "compose", "devcontainer")
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """One sandbox's wiring: where the broker is, and where its config dir is on the host."""
+
+    base_url: str
+    config_dir: str  # host path of the sandbox's Claude Code dir
 
 
 def base_url(port: int, host: str = HOST_ALIAS) -> str:
     return f"http://{format_hostport(host, port)}"
 
 
-def run_flags(base_url: str, key: str | None) -> list[str]:
-    """`docker run` flags; without a key, `-e ANTHROPIC_API_KEY` passes the caller's own."""
-    return [
-        "--add-host", ADD_HOST,
-        "-e", f"{BASE_URL_VAR}={base_url}",
-        "-e", KEY_VAR if key is None else f"{KEY_VAR}={key}",
-    ]
-
-
 def run_line(base_url: str, key: str | None) -> str:
-    return shlex.join(run_flags(base_url, key))
+    """Generic `docker run` flags for no sandbox in particular; `-e ANTHROPIC_API_KEY` passes
+    the caller's own key through when `key` is None."""
+    flags = ["--add-host", ADD_HOST, "-e", f"{BASE_URL_VAR}={base_url}",
+             "-e", KEY_VAR if key is None else f"{KEY_VAR}={key}"]
+    return shlex.join(flags)
 
 
-def env_file(base_url: str, key: str | None) -> str:
-    """A `docker run --env-file` file; a bare name there is taken from the caller's env."""
-    lines = [f"{BASE_URL_VAR}={base_url}", KEY_VAR if key is None else f"{KEY_VAR}={key}"]
-    return "\n".join(lines) + "\n"
+def _mount(w: Wiring) -> str:
+    if "," in w.config_dir or "=" in w.config_dir:
+        raise ConfigError(f"the sandbox dir {w.config_dir!r} has a ',' or '=' that docker's --mount "
+                          "cannot carry: choose a state_dir without them")
+    return f"type=bind,src={w.config_dir},dst={CONTAINER_CONFIG_DIR}"
 
 
-def compose_snippet(base_url: str, key: str | None, service: str = "sandbox") -> str:
+def run_flags(w: Wiring) -> list[str]:
+    """`docker run` flags (podman takes them too, except `host-gateway` in podman 4)."""
+    return ["--add-host", ADD_HOST, "-e", f"{BASE_URL_VAR}={w.base_url}",
+            "-e", f"{CONFIG_DIR_VAR}={CONTAINER_CONFIG_DIR}", "--mount", _mount(w)]
+
+
+def env_file(w: Wiring) -> str:
+    """For a sandbox that shares the host's files (a network namespace): the host path itself."""
+    return f"{BASE_URL_VAR}={w.base_url}\n{CONFIG_DIR_VAR}={w.config_dir}\n"
+
+
+def compose_snippet(w: Wiring, service: str = "sandbox") -> str:
     """A compose `services:` entry; `$` is doubled because compose interpolates values."""
-    key_value = f"${{{KEY_VAR}}}" if key is None else key.replace("$", "$$")
-    doc = {
-        "services": {
-            service: {
-                "extra_hosts": [ADD_HOST],
-                "environment": {BASE_URL_VAR: base_url.replace("$", "$$"), KEY_VAR: key_value},
-            }
-        }
+    entry: dict[str, Any] = {
+        "extra_hosts": [ADD_HOST],
+        "environment": {BASE_URL_VAR: w.base_url.replace("$", "$$"), CONFIG_DIR_VAR: CONTAINER_CONFIG_DIR},
+        "volumes": [{"type": "bind", "source": w.config_dir.replace("$", "$$"), "target": CONTAINER_CONFIG_DIR}],
     }
-    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+    return yaml.safe_dump({"services": {service: entry}}, sort_keys=False, default_flow_style=False)
 
 
-def devcontainer_fragment(base_url: str, key: str | None) -> str:
-    """Keys to merge into devcontainer.json; without a key, `${localEnv:...}` reads the host's."""
+def devcontainer_fragment(w: Wiring) -> str:
+    """Keys to merge into devcontainer.json."""
     doc = {
         "runArgs": [f"--add-host={ADD_HOST}"],
-        "containerEnv": {
-            BASE_URL_VAR: base_url,
-            KEY_VAR: f"${{localEnv:{KEY_VAR}}}" if key is None else key,
-        },
+        "containerEnv": {BASE_URL_VAR: w.base_url, CONFIG_DIR_VAR: CONTAINER_CONFIG_DIR},
+        "mounts": [{"type": "bind", "source": w.config_dir, "target": CONTAINER_CONFIG_DIR}],
     }
     return json.dumps(doc, indent=2) + "\n"
 
 
-def render(fmt: str, base_url: str, key: str | None, name: str = "sandbox") -> str:
+def render(fmt: str, w: Wiring, name: str = "sandbox") -> str:
     """The output of `docker-args --format FMT`, newline-terminated."""
     if fmt == "run":
-        return run_line(base_url, key) + "\n"
+        return shlex.join(run_flags(w)) + "\n"
     if fmt == "env":
-        return env_file(base_url, key)
+        return env_file(w)
     if fmt == "compose":
-        return compose_snippet(base_url, key, service=name)
+        return compose_snippet(w, service=name)
     if fmt == "devcontainer":
-        return devcontainer_fragment(base_url, key)
+        return devcontainer_fragment(w)
     raise ValueError(f"unknown format {fmt!r}")
 
 

@@ -23,6 +23,9 @@ ERROR_TYPES: dict[int, str] = {
 }
 
 ALLOWED_METHODS = frozenset({"GET", "POST", "HEAD"})
+# Claude Code's reachability checks of ANTHROPIC_BASE_URL, sent without a key: answered by the
+# proxy itself, never forwarded (`HEAD /` since 2.1.x, also `HEAD /api/hello` in 2.1.3xx).
+LOCAL_PROBES = frozenset({"/", "/api/hello"})
 MAX_PATH = 2048
 _MIB = 1024 * 1024
 

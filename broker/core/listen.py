@@ -16,7 +16,6 @@ from broker.core.errors import ConfigError
 
 DOCKER = "docker"
 DEFAULT_PORT = 8765
-DEFAULT_LISTEN = ["127.0.0.1:8765"]
 WILDCARDS = ("0.0.0.0", "::")
 
 

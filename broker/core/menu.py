@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from broker.core.actions import Action
-from broker.core.policy import duration_words
+from broker.core.limit_alerts import menu_lines
 from broker.core.snapshot import (
     EXPIRED,
     EXPIRING,
@@ -22,6 +22,7 @@ from broker.core.snapshot import (
     Snapshot,
     TokenStatus,
 )
+from broker.core.wording import LOGIN_HINT, ago_words, duration_words  # noqa: F401 - re-exported
 
 # Icon states, in the order a person should care about them.
 OK = "ok"
@@ -31,7 +32,9 @@ ERROR = "error"
 PAUSED = "paused"
 ICON_STATES = (OK, REFRESHING_ICON, WARNING, ERROR, PAUSED)
 
-LOGIN_HINT = "run `claude /login`"
+NO_MENU_HINT = ("This desktop's tray shows no menu. Act with `inference-broker pause|resume|revoke|refresh`, "
+                "or get the full menu: install python3-gi and AyatanaAppIndicator3 (Debian: apt install "
+                "python3-gi gir1.2-ayatanaappindicator3-0.1) and run the broker from a Python that sees them.")
 NO_SANDBOXES = "No sandboxes yet — run `inference-broker sandbox add NAME`"
 TOOLTIP_MAX = 120  # Windows truncates tooltips at 127 characters
 
@@ -51,16 +54,9 @@ class MenuEntry:
 SEPARATOR = MenuEntry(label="", separator=True, enabled=False)
 
 
-def ago_words(then: float | None, now: float) -> str:
-    if then is None:
-        return "never"
-    if now - then < 60:
-        return "just now"
-    return f"{duration_words(now - then)} ago"
-
-
-def token_words(token: TokenStatus, now: float) -> str:
-    """The token's state in the words a person reads in the menu and `status`."""
+def token_words(token: TokenStatus, now: float, login_hint: str = LOGIN_HINT) -> str:
+    """The token's state in the words a person reads in the menu; `login_hint` (the provider
+    profile's) says how to get a lost login back."""
     state = token.state
     if state == VALID:
         if token.expires_at is None:
@@ -76,9 +72,9 @@ def token_words(token: TokenStatus, now: float) -> str:
     if state == EXPIRED:
         if token.next_retry_at is not None:
             return f"Token expired — retrying in {duration_words(token.next_retry_at - now)}"
-        return f"Token expired — {LOGIN_HINT}"
+        return f"Token expired — {login_hint}"
     if state == SIGNED_OUT:
-        return f"Signed out — {LOGIN_HINT}"
+        return f"Signed out — {login_hint}"
     return f"Token {state}"
 
 
@@ -118,7 +114,7 @@ def proxy_words(snap: Snapshot) -> str:
 
 
 def tooltip(snap: Snapshot) -> str:
-    text = f"inference-broker — {token_words(snap.token, snap.now)}"
+    text = f"inference-broker — {token_words(snap.token, snap.now, snap.login_hint)}"
     if snap.proxy.paused:
         text += " · access paused"
     return text if len(text) <= TOOLTIP_MAX else text[: TOOLTIP_MAX - 1] + "…"
@@ -126,10 +122,10 @@ def tooltip(snap: Snapshot) -> str:
 
 def _sandbox_entry(sb: SandboxInfo, now: float) -> MenuEntry:
     used = "never used" if sb.last_used is None else f"used {ago_words(sb.last_used, now)}"
-    details = MenuEntry(
-        f"{_count(sb.requests, 'request', 'requests')} · {sb.input_tokens} in / {sb.output_tokens} out tokens",
-        enabled=False,
-    )
+    words = f"{_count(sb.requests, 'request', 'requests')} · {sb.input_tokens} in / {sb.output_tokens} out tokens"
+    if sb.budget:
+        words += f" · budget {sb.budget_used or 0} of {sb.budget}"
+    details = MenuEntry(words, enabled=False)
     # Revoke comes first so keyboard navigation lands on it.
     return MenuEntry(
         f"{sb.name} — {used}",
@@ -150,15 +146,17 @@ def build_menu(snap: Snapshot) -> tuple[MenuEntry, ...]:
     paused = snap.proxy.paused
     return (
         MenuEntry(plan_words(token), enabled=False, default=True),
-        MenuEntry(token_words(token, snap.now), enabled=False),
+        MenuEntry(token_words(token, snap.now, snap.login_hint), enabled=False),
         MenuEntry(f"Last refresh: {ago_words(token.last_refresh, snap.now)}", enabled=False),
         MenuEntry(proxy_words(snap), enabled=False),
+        *(MenuEntry(line, enabled=False) for line in menu_lines(snap.limits)),
         SEPARATOR,
         sandboxes_menu(snap),
         MenuEntry("Refresh token now", Action.REFRESH, enabled=token.state != REFRESHING),
         MenuEntry("Resume access", Action.RESUME) if paused else MenuEntry("Pause access", Action.PAUSE),
         MenuEntry("Revoke all sandbox access", Action.REVOKE_ALL, enabled=bool(snap.sandboxes)),
         SEPARATOR,
+        MenuEntry("Open dashboard", Action.OPEN_DASHBOARD),
         MenuEntry("Copy docker run flags", Action.COPY_DOCKER_FLAGS),
         MenuEntry("Open audit log", Action.OPEN_AUDIT_LOG),
         MenuEntry("Open config", Action.OPEN_CONFIG),
@@ -172,3 +170,18 @@ def build_menu(snap: Snapshot) -> tuple[MenuEntry, ...]:
         SEPARATOR,
         MenuEntry("Quit", Action.QUIT),
     )
+
+
+def status_text(snap: Snapshot) -> str:
+    """The menu's information lines as plain text (indented like the menu), for a tray that
+    cannot show a menu; the actions are left out, with a hint on how to take them."""
+    def lines(entries: tuple[MenuEntry, ...], depth: int) -> list[str]:
+        out: list[str] = []
+        for e in entries:
+            if e.separator or (e.action is not None and not e.submenu):
+                continue
+            out.append("  " * depth + e.label)
+            out += lines(e.submenu, depth + 1)
+        return out
+
+    return "\n".join([*lines(build_menu(snap), 0), "", NO_MENU_HINT]) + "\n"

@@ -10,8 +10,8 @@ the previous *settled* snapshot (see `baseline`) keeps a retry loop from repeati
 
 from __future__ import annotations
 
-from broker.core.menu import LOGIN_HINT, duration_words
 from broker.core.snapshot import EXPIRED, EXPIRING, REFRESHING, SIGNED_OUT, Snapshot
+from broker.core.wording import duration_words
 
 LOST = (SIGNED_OUT, EXPIRED)
 
@@ -29,9 +29,9 @@ def notification(prev: Snapshot | None, new: Snapshot) -> tuple[str, str] | None
         return None
     token = new.token
     if state == SIGNED_OUT:
-        return ("Claude login lost", f"Sandboxes can't use your subscription — {LOGIN_HINT}. ({token.reason})")
+        return ("Claude login lost", f"Sandboxes can't use your subscription — {new.login_hint}. ({token.reason})")
     if state == EXPIRED:
-        return ("Claude token expired", f"Sandboxes can't use your subscription — {LOGIN_HINT}. ({token.reason})")
+        return ("Claude token expired", f"Sandboxes can't use your subscription — {new.login_hint}. ({token.reason})")
     if state == EXPIRING and before not in LOST:
         message = f"{token.reason}."
         if token.expires_at is not None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from broker.core import snapshot as s
 from broker.core.config import RefreshSettings
+from broker.core.wording import CLAUDE_LOGIN_HINT, duration_words  # noqa: F401 - duration_words re-exported
 
 
 def refresh_due_at(expires_at: float, obtained_at: float | None, settings: RefreshSettings) -> float:
@@ -39,21 +40,6 @@ def backoff_delay(attempt: int, settings: RefreshSettings, jitter: float,
     return delay
 
 
-def duration_words(seconds: float) -> str:
-    """'40 s', '12 min', '5 h 12 min', '2 d 3 h' — how people read a countdown (status, tray)."""
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s} s"
-    minutes = s // 60
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
-
-
 @dataclass(frozen=True)
 class Facts:
     """What the token manager knows at one moment, for `token_state`."""
@@ -67,7 +53,7 @@ class Facts:
     signed_out_reason: str | None = None  # set when the refresh token was rejected
     due_at: float | None = None  # when a refresh is (or was) due
     next_retry_at: float | None = None
-    login_hint: str = "run `claude /login` on the host"
+    login_hint: str = CLAUDE_LOGIN_HINT
 
 
 def token_state(f: Facts) -> tuple[str, str]:

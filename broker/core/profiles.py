@@ -1,13 +1,13 @@
 """Provider profiles: where requests go and how the credential is attached.
 
 A profile is data (providers/*.yaml), so a new upstream or auth style needs no code. Loading
-validates every field and names the file and key in its errors.
+validates every field and names the file and key in its errors; `adapters.configfiles`
+reads the files.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import yaml
@@ -37,6 +37,8 @@ class Profile:
     keyring_service: str | None = None
     keyring_username: str | None = None
     login_hint: str = ""
+    usage_path: str | None = None  # the plan's usage endpoint (GET, with the real token)
+    usage_poll_seconds: float = 300.0
 
     def auth_value(self, secret: str) -> str:
         return f"{self.auth_scheme} {secret}" if self.auth_scheme else secret
@@ -75,6 +77,14 @@ def parse_profile(text: str, where: str) -> Profile:
     for s in sources:
         if s not in SOURCE_KINDS:
             raise f.fail("credential_sources", f"unknown source {s!r} (known: {', '.join(SOURCE_KINDS)})")
+    usage = f.sub("usage")
+    usage_path = usage.get("path", str)
+    if usage_path is not None and not usage_path.startswith("/"):
+        raise usage.fail(usage.name("path"), f"{usage_path!r} must start with /")
+    poll_seconds = usage.positive("poll_seconds", 300.0)
+    if poll_seconds < 30:
+        raise usage.fail(usage.name("poll_seconds"), "must be at least 30 (the endpoint is rate-limited)")
+    usage.done()
     paths = f.strings("paths")
     if not paths:
         raise f.fail("paths", "must list at least one API path sandboxes may reach")
@@ -98,30 +108,8 @@ def parse_profile(text: str, where: str) -> Profile:
         keyring_service=f.get("keyring_service", str),
         keyring_username=f.get("keyring_username", str),
         login_hint=f.get("login_hint", str, ""),
+        usage_path=usage_path,
+        usage_poll_seconds=poll_seconds,
     )
     f.done()
     return profile
-
-
-def builtin_profile_dir() -> Path:
-    """Profiles shipped with the broker (the repo's providers/, or the installed copy)."""
-    here = Path(__file__).resolve().parent.parent  # broker/
-    for candidate in (here / "providers", here.parent / "providers"):
-        if candidate.is_dir():
-            return candidate
-    return here / "providers"
-
-
-def find_profile(name: str, search: list[Path]) -> Profile:
-    """Load the profile called `name` (or with that alias) from the first directory that has it."""
-    seen: list[str] = []
-    for directory in search:
-        if not directory.is_dir():
-            continue
-        for path in sorted(directory.glob("*.yaml")):
-            profile = parse_profile(path.read_text(encoding="utf-8"), str(path))
-            seen.append(profile.name)
-            if name == profile.name or name in profile.aliases:
-                return profile
-    known = ", ".join(sorted(set(seen))) or "none found"
-    raise ProfileError(f"no provider profile named {name!r} (known: {known})")

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from broker.core.limits import PlanLimits
+
+from broker.core.wording import LOGIN_HINT
 
 from broker.core.redact import scrub
 
@@ -69,9 +74,13 @@ class SandboxInfo:
     requests: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    budget: str | None = None  # "2M/5h"
+    budget_used: int | None = None  # tokens counted against it now (known to a running broker)
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "budget": self.budget,
+            "budget_used": self.budget_used,
             "name": self.name,
             "created": iso(self.created),
             "last_used": iso(self.last_used),
@@ -108,8 +117,11 @@ class Snapshot:
     proxy: ProxyStatus = field(default_factory=ProxyStatus)
     sandboxes: tuple[SandboxInfo, ...] = ()
     provider: str = "anthropic-oauth"
+    login_hint: str = LOGIN_HINT  # the provider profile's words for getting a login back
     autostart: bool = False
     version: str = ""
+    limits: PlanLimits | None = None  # the plan's windows, from headers and the usage poll
+    limits_poll: str = "off"  # "on", or "off: why"
 
     @property
     def active_sandboxes(self) -> int:
@@ -125,4 +137,5 @@ class Snapshot:
             "proxy": self.proxy.to_json(),
             "sandboxes": [s.to_json() for s in self.sandboxes],
             "autostart": self.autostart,
+            "limits": {**(self.limits.to_json() if self.limits else {}), "poll": self.limits_poll},
         }

@@ -94,7 +94,6 @@ class SSEUsageTracker:
         self._size = 0
         self._oversized = False
         self._event = b""
-        self.events = 0
         self.skipped = 0
 
     def feed(self, chunk: bytes) -> None:
@@ -168,7 +167,6 @@ class SSEUsageTracker:
             return
         if not data:
             return
-        self.events += 1
         try:
             doc = json.loads(b"\n".join(data))
         except (ValueError, UnicodeDecodeError, RecursionError):

@@ -2,13 +2,15 @@
 
 - `dockerd` (session): a private Docker engine; `.env` for subprocesses, `.bridge_ip`,
   `.run(image, argv, flags=...)`.
-- `probe_image`, `claude_image` (session): locally built image tags (busybox; Claude Code).
+- `probe_image`, `claude_image`, `claude_root_image` (session): locally built image tags
+  (busybox; Claude Code as uid 1000; the same as root).
 - `netns_sandbox` (function): a namespace where `inference.local` is the host's veth address;
   `.run(argv, env=...)`, `.host_ip`, `.sandbox_ip`.
 - `serve(host, text)`: a small HTTP server on the host, stopped after the test.
 - `upstream`: a fake Anthropic API and token endpoint on loopback, with a login they accept.
 - `start_broker(listen)`: the real broker (`inference-broker run --no-tray`) against them;
-  `.port_on(host)`, `.add_sandbox(name)`, `.revoke(name)`, `.cli(...)`.
+  `.port_on(host)`, `.add_sandbox(name)`, `.sandbox_dir(name)`, `.revoke(name)`, `.cli(...)`.
+- `bridged`: a broker on loopback and the docker bridge.
 
 Each gates itself with `require_root` / `require_tools`: skipped on a developer machine that
 lacks them, a failure in CI. The session's setup timings print at the end of the run.
@@ -25,7 +27,7 @@ import pytest
 
 from tests.e2e.infra.broker import BrokerProcess, Upstream
 from tests.e2e.infra.dockerd import DockerDaemon, DockerUnavailable
-from tests.e2e.infra.images import Built, ensure_claude_image, ensure_probe_image
+from tests.e2e.infra.images import Built, claude_version, ensure_claude_image, ensure_claude_root_image, ensure_probe_image
 from tests.e2e.infra.netns import NetnsSandbox
 from tests.e2e.infra.servers import Marker, marker_app
 from tests.fakes.threaded import serve_in_thread
@@ -34,12 +36,6 @@ from tests.fakes.upstream import FakeAnthropic
 from tests.support import require, require_root, require_tools
 
 _timings: list[str] = []
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "/tests/e2e/" in str(item.path):
-            item.add_marker(pytest.mark.e2e)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
@@ -85,7 +81,15 @@ def probe_image(dockerd: DockerDaemon) -> str:
 def claude_image(dockerd: DockerDaemon) -> str:
     """The real Claude Code CLI (`claude`), busybox, CA roots; runs as uid 1000, HOME=/home/sandbox."""
     require_tools("claude", "busybox", "ldd")
-    return _image(ensure_claude_image, dockerd)
+    image = _image(ensure_claude_image, dockerd)
+    _timings.append(f"Claude Code in the images: {claude_version(dockerd.env, image)}")
+    return image
+
+
+@pytest.fixture(scope="session")
+def claude_root_image(dockerd: DockerDaemon, claude_image: str) -> str:
+    """`claude_image` running as root (HOME=/root)."""
+    return _image(ensure_claude_root_image, dockerd)
 
 
 @pytest.fixture
@@ -138,3 +142,11 @@ def start_broker(tmp_path_factory: pytest.TempPathFactory,
     yield start
     for broker in brokers:
         broker.stop()
+
+
+@pytest.fixture
+def bridged(dockerd: DockerDaemon, start_broker: Callable[[Sequence[str]], BrokerProcess]) -> BrokerProcess:
+    """A broker listening on loopback and on the docker bridge, both on free ports."""
+    broker = start_broker(["127.0.0.1:0", "docker:0"])
+    assert broker.port_on(dockerd.bridge_ip) and broker.port_on("127.0.0.1")
+    return broker

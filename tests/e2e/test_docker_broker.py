@@ -19,29 +19,16 @@ from tests.e2e.infra.dockerd import DockerDaemon
 OAUTH_BETA = "oauth-2025-04-20"
 
 
-def docker_args(broker: BrokerProcess, name: str, *extra: str) -> tuple[list[str], str | None]:
-    """Run the real `inference-broker docker-args` and parse its stdout as a shell would."""
+def docker_args(broker: BrokerProcess, name: str, *extra: str) -> tuple[list[str], str]:
+    """Run the real `inference-broker docker-args` and parse its stdout as a shell would;
+    also return the key it wrote into the sandbox's dir (which the flags mount)."""
     out = broker.cli("docker-args", name, *extra)
     assert out.returncode == 0, out.stderr
-    flags = shlex.split(out.stdout)
-    key = None
-    for flag, value in zip(flags, flags[1:]):
-        if flag == "-e" and value.startswith("ANTHROPIC_API_KEY="):
-            key = value.split("=", 1)[1]
-            broker.issued.append(key)  # the fake upstream flags it if it ever arrives there
-    return flags, key
+    return shlex.split(out.stdout), broker.sandbox_key(name)
 
 
 def wget_stream(dockerd: DockerDaemon, image: str, flags: list[str]):
     return dockerd.run(image, ["sh", "-c", WGET_STREAM], flags=[*flags, "-e", f"BODY={BODY}"])
-
-
-@pytest.fixture
-def bridged(dockerd: DockerDaemon, start_broker) -> BrokerProcess:
-    """A broker listening on loopback and on the docker bridge, both on free ports."""
-    broker = start_broker(["127.0.0.1:0", "docker:0"])
-    assert broker.port_on(dockerd.bridge_ip) and broker.port_on("127.0.0.1")
-    return broker
 
 
 def test_container_streams_through_broker_with_printed_flags(
@@ -66,7 +53,7 @@ def test_container_streams_through_broker_with_printed_flags(
 def test_claude_code_in_container_gets_upstream_answer(
     dockerd: DockerDaemon, claude_image: str, bridged: BrokerProcess, upstream: Upstream
 ) -> None:
-    flags, key = docker_args(bridged, "claude", "--new")
+    flags, key = docker_args(bridged, "claude", "--new", "--uid", "1000")  # the image runs as uid 1000
     env_flags = [f for k, v in CLAUDE_ENV.items() for f in ("-e", f"{k}={v}")]
     out = dockerd.run(claude_image, claude_print(), flags=[*flags, *env_flags], timeout=120)
     assert out.returncode == 0, f"stdout={out.stdout!r} stderr={out.stderr!r}"
@@ -93,7 +80,7 @@ def test_container_cannot_reach_loopback_only_broker(
     out = broker.cli("docker-args", "lonely", "--new")
     assert out.returncode == 0 and "loopback only" in out.stderr
     flags = shlex.split(out.stdout)
-    broker.issued.extend(v.split("=", 1)[1] for v in flags if v.startswith("ANTHROPIC_API_KEY="))
+    broker.sandbox_key("lonely")
 
     result = wget_stream(dockerd, probe_image, flags)
     assert result.returncode != 0 and result.stdout == ""
@@ -103,16 +90,21 @@ def test_container_cannot_reach_loopback_only_broker(
 def test_revoked_and_rotated_keys_fail_from_inside(
     dockerd: DockerDaemon, probe_image: str, bridged: BrokerProcess, upstream: Upstream
 ) -> None:
-    flags, _ = docker_args(bridged, "temp", "--new")
+    flags, first = docker_args(bridged, "temp", "--new")
     assert wget_stream(dockerd, probe_image, flags).returncode == 0
 
-    rotated, _ = docker_args(bridged, "temp", "--rotate")
-    old = wget_stream(dockerd, probe_image, flags)
+    rotated, second = docker_args(bridged, "temp", "--rotate")
+    assert rotated == flags and second != first  # same wiring; the dir now holds the new key
+    old = wget_stream(dockerd, probe_image, [*flags, "-e", f"KEY={first}"])
     assert old.returncode != 0 and "401" in old.stderr
-    assert wget_stream(dockerd, probe_image, rotated).returncode == 0
+    assert wget_stream(dockerd, probe_image, flags).returncode == 0
 
     bridged.revoke("temp")
-    after = wget_stream(dockerd, probe_image, rotated)
+    assert not bridged.sandbox_dir("temp").exists()
+    gone = wget_stream(dockerd, probe_image, flags)  # the dir to mount is gone: docker refuses
+    assert gone.returncode != 0 and "temp" in gone.stderr
+    wiring = flags[:flags.index("--mount")]  # the same container without the mount, the key by hand
+    after = wget_stream(dockerd, probe_image, [*wiring, "-e", f"KEY={second}"])
     assert after.returncode != 0 and "401" in after.stderr
     assert len(upstream.fake.requests) == 2  # refused requests never went upstream
     assert upstream.fake.problems == []

@@ -75,7 +75,18 @@ class FakeAnthropic:
     gate: asyncio.Event | None = None
     chunk_size: int | None = None  # write each SSE event in pieces this big (tests chunking)
     extra_response_headers: list[tuple[str, str]] = field(default_factory=list)
+    # Plan-limit header values (prefix removed) that override the defaults, e.g. {"5h-utilization": "0.9"}.
+    limit_headers: dict[str, str] = field(default_factory=dict)
+    # The OAuth usage endpoint: its document, and which tokens carry the user:profile scope.
+    usage_doc: dict = field(default_factory=lambda: {
+        "five_hour": {"utilization": 62.0, "resets_at": "2030-01-01T14:20:00+00:00"},
+        "seven_day": {"utilization": 31.0, "resets_at": "2030-01-05T00:00:00+00:00"},
+        "seven_day_opus": {"utilization": 4.0, "resets_at": "2030-01-05T00:00:00+00:00"},
+        "extra_usage": {"is_enabled": False, "monthly_limit": None, "used_credits": None, "utilization": None},
+    })
+    has_profile_scope: Callable[[str], bool] = lambda token: True
     requests: list[Received] = field(default_factory=list)
+    usage_requests: list[Received] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     unauthorized: int = 0
     streams_started: int = 0
@@ -161,6 +172,13 @@ class FakeAnthropic:
             ],
             body=await request.read(),
         )
+        if (rec.method, rec.path) == ("GET", "/api/oauth/usage"):
+            # The broker's own poll, kept apart from what the proxy forwards (and from fail_next).
+            self.usage_requests.append(rec)
+            unauthorized, self.unauthorized = self.unauthorized, self.unauthorized
+            refused = self._check(rec)
+            self.unauthorized = unauthorized
+            return refused or self._usage(rec)
         self.requests.append(rec)
         refused = self._check(rec)
         if self._failures:
@@ -172,7 +190,7 @@ class FakeAnthropic:
         if route == ("POST", "/v1/messages"):
             return await self._messages(request, rec)
         if route == ("POST", "/v1/messages/count_tokens"):
-            return self._json({"input_tokens": INPUT_TOKENS})
+            return self._count_tokens(rec)
         if route == ("GET", "/v1/models"):
             return self._json(
                 {"data": MODELS, "has_more": False, "first_id": MODELS[0]["id"], "last_id": MODELS[-1]["id"]}
@@ -183,17 +201,41 @@ class FakeAnthropic:
                     return self._json(model)
         return _error(404, f"Not found: {request.method} {request.path}")
 
+    def _usage(self, rec: Received) -> web.Response:
+        """GET /api/oauth/usage: needs the OAuth token (checked in `_check`) with user:profile."""
+        token = rec.header("authorization")[0][len("Bearer "):]
+        if rec.body:
+            self._problem(rec, "the usage endpoint is a GET without a body")
+        if not self.has_profile_scope(token):
+            return _error(403, "OAuth token does not meet scope requirement user:profile")
+        return web.json_response(self.usage_doc)
+
+    def _count_tokens(self, rec: Received) -> web.Response:
+        """Like the real endpoint: a JSON body with a model and messages, no `stream`."""
+        try:
+            doc = rec.json()
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict) or not isinstance(doc.get("messages"), list) or not doc.get("model"):
+            self._problem(rec, "count_tokens needs a JSON object with model and messages")
+            return _error(400, "count_tokens: model and messages are required")
+        if "stream" in doc:
+            self._problem(rec, "count_tokens got a stream field")
+        return self._json({"input_tokens": INPUT_TOKENS})
+
     def _headers(self) -> dict[str, str]:
         now = int(time.time())
-        return {
-            "request-id": f"req_fake_{len(self.requests)}",
-            "anthropic-ratelimit-unified-status": "allowed",
-            "anthropic-ratelimit-unified-5h-utilization": "0.25",
-            "anthropic-ratelimit-unified-5h-reset": str(now + 3600),
-            "anthropic-ratelimit-unified-7d-utilization": "0.5",
-            "anthropic-ratelimit-unified-7d-reset": str(now + 86400),
-            "anthropic-ratelimit-unified-representative-claim": "five_hour",
+        limits = {
+            "status": "allowed",
+            "5h-utilization": "0.25",
+            "5h-reset": str(now + 3600),
+            "7d-utilization": "0.5",
+            "7d-reset": str(now + 86400),
+            "representative-claim": "five_hour",
+            **self.limit_headers,
         }
+        return {"request-id": f"req_fake_{len(self.requests)}",
+                **{f"anthropic-ratelimit-unified-{k}": v for k, v in limits.items()}}
 
     def _json(self, doc: dict) -> web.Response:
         resp = web.json_response(doc, headers=self._headers())

@@ -6,7 +6,6 @@ store, audit log, token manager, credentials file and its watcher are the real o
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -21,9 +20,9 @@ try:  # the HTTP library the anthropic SDK runs on: httpx2 for SDK 2.x, httpx be
 except ImportError:  # pragma: no cover - older SDKs
     import httpx  # type: ignore[no-redef]
 
-from broker.core.config import Config, CredentialSettings, ProxySettings, RefreshSettings
+from broker.core.config import Config, CredentialSettings, ProxySettings, RefreshSettings, UsageSettings
 from broker.service import Service
-from tests.conftest import write_login
+from tests.fakes.login import write_login
 from tests.fakes.token_endpoint import FakeTokenEndpoint
 from tests.fakes.upstream import FakeAnthropic
 
@@ -38,15 +37,6 @@ def sdk_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in SDK_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    """Poll until `predicate()` holds: a deadline, not a sleep."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s")
-        await asyncio.sleep(0.01)
 
 
 class Seen:
@@ -166,14 +156,16 @@ async def make_broker(tmp_path: Path, token_endpoint: FakeTokenEndpoint, token_u
     fakes: list[FakeAnthropic] = []
 
     async def make(expires_in: float | None = 8 * 3600, proxy: dict[str, Any] | None = None,
-                   refresh: dict[str, Any] | None = None, **fake_kw: Any) -> Broker:
+                   refresh: dict[str, Any] | None = None, usage: dict[str, Any] | None = None,
+                   **fake_kw: Any) -> Broker:
         creds = tmp_path / "claude" / ".credentials.json"
         if expires_in is not None:
             access, refresh_token = token_endpoint.issue()
             write_login(creds, access, refresh_token, time.time() + expires_in)
         holder: dict[str, Broker] = {}
         fake = FakeAnthropic(valid_tokens=lambda: token_endpoint.valid_access,
-                             forbidden=lambda: list(holder["b"].keys.values()), **fake_kw)
+                             forbidden=lambda: list(holder["b"].keys.values()) if "b" in holder else [],
+                             **fake_kw)
         fakes.append(fake)
         upstream = await aiohttp_server(fake.make_app())
         config = Config(
@@ -184,6 +176,7 @@ async def make_broker(tmp_path: Path, token_endpoint: FakeTokenEndpoint, token_u
             credentials=CredentialSettings(sources=("file",), file=creds),
             refresh=RefreshSettings(**{"request_timeout_seconds": 5.0, **(refresh or {})}),
             proxy=ProxySettings(**{"connect_timeout_seconds": 5.0, **(proxy or {})}),
+            usage=UsageSettings(**(usage or {})),
         )
         service = Service(config)
         service.set_autostart_probe(lambda: False)

@@ -8,35 +8,33 @@ credentials file Claude Code writes, signals, and HTTP.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import signal
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anthropic
 import pytest
-import yaml
 
 from broker.adapters import control
 from broker.core.redact import fingerprint
-from tests.conftest import write_login
+from tests.fakes.broker_process import BrokerProcess
+from tests.fakes.eventually import eventually
+from tests.fakes.login import write_login
 from tests.fakes.threaded import ServerURL, serve_in_thread
 from tests.fakes.token_endpoint import FakeTokenEndpoint
 from tests.fakes.upstream import OAUTH_BETA, FakeAnthropic
-from tests.integration.conftest import SDK_ENV, RecordingTransport, Seen, httpx
-from tests.support import broker_port, stop_broker
+from tests.integration.conftest import RecordingTransport, Seen, httpx
 
-pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[2]
 MODEL = "claude-haiku-4-5"
 REPLY = "Hello from the fake upstream"
 REQUEST = {"model": MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
@@ -45,44 +43,52 @@ REQUEST = {"model": MODEL, "max_tokens": 16, "messages": [{"role": "user", "cont
 def audit_lines(r: "Running", count: int) -> list[dict[str, Any]]:
     """The audit log once it has `count` lines (each is written just after its response ends)."""
     path = r.state / "audit.jsonl"
-    wait_for(lambda: path.exists() and len(path.read_text().splitlines()) >= count, 5, f"{count} audit lines")
+    eventually(lambda: path.exists() and len(path.read_text().splitlines()) >= count, 5, f"{count} audit lines")
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s")
-        time.sleep(0.02)
 
 
 @dataclass
 class Running:
     """A broker process with its fakes, its files, and everything its clients were shown."""
 
-    proc: subprocess.Popen
-    env: dict[str, str]
-    state: Path
-    creds: Path
-    stderr: Path
+    broker: BrokerProcess
     endpoint: FakeTokenEndpoint
     fake: FakeAnthropic
     upstream: ServerURL
-    port: int = 0
-    keys: list[str] = field(default_factory=list)
     seen: Seen = field(default_factory=Seen)
 
     @property
+    def proc(self) -> subprocess.Popen:
+        assert self.broker.proc is not None
+        return self.broker.proc
+
+    @property
+    def state(self) -> Path:
+        return self.broker.state_dir
+
+    @property
+    def creds(self) -> Path:
+        return self.broker.creds
+
+    @property
+    def output(self) -> Path:
+        return self.broker.output
+
+    @property
+    def port(self) -> int:
+        return self.broker.port
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.broker.url
+
+    @property
+    def keys(self) -> list[str]:
+        return self.broker.issued
 
     def cli(self, *args: str, ok: bool = True, record: bool = True) -> subprocess.CompletedProcess:
         """`inference-broker ARGS` as a user types it (the config comes from the environment)."""
-        done = subprocess.run([sys.executable, "-m", "broker", *args], env=self.env, cwd=REPO,
-                              capture_output=True, text=True, timeout=30)
-        if ok:
-            assert done.returncode == 0, (args, done.stdout, done.stderr)
+        done = self.broker.cli(*args, check=ok)
         if record:
             self.seen.add(done.stdout)
         self.seen.add(done.stderr)
@@ -108,40 +114,20 @@ class Running:
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[Running]:
     endpoint = FakeTokenEndpoint()
-    holder: list[Running] = []
-    fake = FakeAnthropic(valid_tokens=lambda: endpoint.valid_access,
-                         forbidden=lambda: holder[0].keys if holder else ())
-    creds = tmp_path / "claude" / ".credentials.json"
+    broker = BrokerProcess(tmp_path / "broker")
+    fake = FakeAnthropic(valid_tokens=lambda: endpoint.valid_access, forbidden=lambda: broker.issued)
     access, refresh = endpoint.issue()
-    write_login(creds, access, refresh, time.time() + 8 * 3600)
-    state = tmp_path / "state"
-    config = tmp_path / "config.yaml"
+    write_login(broker.creds, access, refresh, time.time() + 8 * 3600)
     with serve_in_thread(endpoint.make_app) as token_srv, serve_in_thread(fake.make_app) as upstream:
-        config.write_text(yaml.safe_dump({
-            "listen": ["127.0.0.1:0"],
-            "state_dir": str(state),
-            "upstream_url": str(upstream),
-            "token_url": f"{token_srv}/v1/oauth/token",
-            "credentials": {"sources": ["file"], "file": str(creds)},
-            "proxy": {"connect_timeout_seconds": 5},
-        }))
-        env = {k: v for k, v in os.environ.items() if k not in SDK_ENV}
-        env.update(HOME=str(tmp_path / "home"), INFERENCE_BROKER_CONFIG=str(config),
-                   PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
-        env.pop("DISPLAY", None)
-        stderr = tmp_path / "broker.stderr"
-        with open(stderr, "wb") as err:
-            proc = subprocess.Popen([sys.executable, "-m", "broker", "run", "--no-tray"], env=env, cwd=REPO,
-                                    stdout=subprocess.DEVNULL, stderr=err)
-        r = Running(proc, env, state, creds, stderr, endpoint, fake, upstream)
-        holder.append(r)
+        broker.settings.update(upstream_url=str(upstream), token_url=f"{token_srv}/v1/oauth/token",
+                               proxy={"connect_timeout_seconds": 5})
         try:
-            r.port = broker_port(proc, state, stderr)
-            yield r
+            broker.start()
+            yield Running(broker, endpoint, fake, upstream)
         finally:
             if fake.gate is not None:
                 upstream.call(fake.gate.set)
-            stop_broker(proc, 10)
+            broker.stop()
     assert endpoint.problems == [], endpoint.problems
 
 
@@ -174,7 +160,7 @@ def test_sandbox_streams_through_a_running_broker(running: Running):
     new_access, new_refresh = r.endpoint.issue()
     write_login(r.creds, new_access, new_refresh, time.time() + 8 * 3600)
     sock = r.state / "broker.sock"
-    wait_for(lambda: control.request(sock, {"op": "status"})["status"]["token"]["fingerprint"]
+    eventually(lambda: control.request(sock, {"op": "status"})["status"]["token"]["fingerprint"]
              == fingerprint(new_access), 5, "rotated login adopted")
     assert r.status()["token"]["fingerprint"] == fingerprint(new_access)
     with r.sdk(key) as client:
@@ -190,6 +176,16 @@ def test_sandbox_streams_through_a_running_broker(running: Running):
 
     listed = json.loads(r.cli("sandbox", "list", "--json").stdout)
     assert [(s["name"], s["requests"], s["input_tokens"], s["output_tokens"]) for s in listed] == [("demo", 3, 33, 15)]
+    used = json.loads(r.cli("usage", "--by", "sandbox", "--json").stdout)["rows"]
+    assert [(u["sandbox"], u["requests"], u["input_tokens"], u["output_tokens"]) for u in used] == [("demo", 3, 33, 15)]
+    assert stat.S_IMODE(os.stat(r.state / "usage.db").st_mode) == 0o600
+    link = urlsplit(r.cli("dashboard", "--print").stdout.strip())  # the real process's dashboard
+    assert link.hostname == "127.0.0.1" and link.path == "/login"
+    conn = http.client.HTTPConnection(link.hostname, link.port, timeout=10)
+    conn.request("GET", f"{link.path}?{link.query}")
+    reply = conn.getresponse()
+    assert reply.status == 303 and "HttpOnly" in reply.getheader("Set-Cookie", "")
+    conn.close()
 
     r.proc.send_signal(signal.SIGTERM)
     assert r.proc.wait(10) == 0
@@ -231,7 +227,7 @@ def test_cli_revoke_pause_and_resume_reach_open_streams(running: Running):
         r.cli("resume")
         r.upstream.call(gate.set)
         assert client.messages.create(**REQUEST).content[0].text == REPLY
-    wait_for(lambda: r.fake.streams_cancelled == 2, 5, "upstream streams cancelled")
+    eventually(lambda: r.fake.streams_cancelled == 2, 5, "upstream streams cancelled")
     assert [s["name"] for s in r.status()["sandboxes"]] == ["other"]
     assert r.fake.problems == []
     r.proc.send_signal(signal.SIGTERM)
@@ -241,7 +237,7 @@ def test_cli_revoke_pause_and_resume_reach_open_streams(running: Running):
 
 def assert_no_secrets(r: Running) -> None:
     """No token or key in the broker's stderr, its files, or anything a client was shown."""
-    places = {"client-visible output": r.seen.text(), "broker stderr": r.stderr.read_text()}
+    places = {"client-visible output": r.seen.text(), "broker stderr": r.output.read_text()}
     for path in r.state.iterdir():
         if path.is_file():
             places[path.name] = path.read_bytes().decode("utf-8", "replace")
@@ -271,15 +267,17 @@ def test_refresh_command_rotates_and_writes_back(running: Running) -> None:
     assert after["mcpOAuth"] and after["organizationUuid"] == "org-uuid-1" and oauth["somethingNew"] is True
     tok = running.status()["token"]
     assert tok["fingerprint"] == fingerprint(oauth["accessToken"]) and tok["last_refresh"]
-    events = [json.loads(x) for x in (running.state / "refresh-events.jsonl").read_text().splitlines()]
+    log = running.state / "refresh-events.jsonl"  # written by its own thread, just after the refresh
+    eventually(lambda: log.exists() and "manual" in log.read_text(), what="the refresh event")
+    events = [json.loads(x) for x in log.read_text().splitlines()]
     assert events[-1]["outcome"] == "refreshed" and events[-1]["trigger"] == "manual"
 
 
 def test_a_login_near_expiry_is_refreshed_on_schedule_and_written_back(running: Running) -> None:
     access, refresh = running.endpoint.issue()
     write_login(running.creds, access, refresh, time.time() + 120)  # the host logs in; 2 min left
-    wait_for(lambda: running.endpoint.calls == 1, 10, "a scheduled refresh")
-    wait_for(lambda: _stored(running.creds)["claudeAiOauth"]["accessToken"] not in (access,), 5, "write-back")
+    eventually(lambda: running.endpoint.calls == 1, 10, "a scheduled refresh")
+    eventually(lambda: _stored(running.creds)["claudeAiOauth"]["accessToken"] not in (access,), 5, "write-back")
     oauth = _stored(running.creds)["claudeAiOauth"]
     assert oauth["accessToken"] in running.endpoint.valid_access
     assert oauth["expiresAt"] > (time.time() + 7 * 3600) * 1000
@@ -293,10 +291,8 @@ def test_a_second_run_says_one_is_running_and_exits(running: Running) -> None:
 
 
 def test_a_port_in_use_is_a_clear_error(running: Running, tmp_path: Path) -> None:
-    config = tmp_path / "other.yaml"
-    config.write_text(yaml.safe_dump({"listen": [f"127.0.0.1:{running.port}"], "state_dir": str(tmp_path / "other"),
-                                      "credentials": {"sources": ["file"], "file": str(running.creds)}}))
-    done = subprocess.run([sys.executable, "-m", "broker", "--config", str(config), "run", "--no-tray"],
-                          env=running.env, cwd=REPO, capture_output=True, text=True, timeout=30)
+    other = BrokerProcess(tmp_path / "other", {"listen": [f"127.0.0.1:{running.port}"], "credentials": {
+        "sources": ["file"], "file": str(running.creds)}}, config_flag=True)
+    done = other.cli("run", "--no-tray")
     assert done.returncode == 1
     assert f"cannot listen on 127.0.0.1:{running.port}" in done.stderr and "Traceback" not in done.stderr

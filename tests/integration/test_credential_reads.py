@@ -18,7 +18,7 @@ import pytest
 from broker.adapters.filesource import FileSource
 from broker.core.config import RefreshSettings
 from broker.tokens import TokenManager
-from tests.conftest import write_login
+from tests.fakes.login import write_login
 from tests.fakes.clock import FakeClock
 
 pytestmark = pytest.mark.integration

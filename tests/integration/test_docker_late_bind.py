@@ -50,3 +50,40 @@ async def test_binds_on_the_bridge_once_it_appears(tmp_path):
     finally:
         await service.stop()
         subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
+async def test_a_port_clash_on_the_late_bridge_is_logged(tmp_path, monkeypatch, caplog):
+    """Regression: binding the bridge late raised BrokerError, which the task did not catch,
+    so it died with no log line and the broker kept running without the address."""
+    import socket
+
+    from broker.adapters import docker_net
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))  # another program holds the port on the "bridge" address
+    holder.listen()
+    port = holder.getsockname()[1]
+    appeared = asyncio.Event()
+
+    async def bridge_appears(interval: float = 5.0, name: str = "docker0") -> str:
+        await appeared.wait()
+        return "127.0.0.1"
+
+    monkeypatch.setattr(docker_net, "bridge_gateway", lambda name="docker0": None)  # not up at start
+    monkeypatch.setattr(docker_net, "watch_bridge", bridge_appears)
+    config = Config(listen=("127.0.0.1:0", f"docker:{port}"), state_dir=tmp_path / "state",
+                    credentials=CredentialSettings(sources=("file",), file=tmp_path / "none.json"))
+    service = Service(config)
+    await service.start()
+    try:
+        caplog.set_level("ERROR", logger="broker.service")
+        appeared.set()
+        (task,) = [t for t in service._tasks if t.get_name() == "docker-bind"]
+        await asyncio.wait_for(asyncio.shield(task), 5)  # ends normally, having said why
+        assert task.exception() is None
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert any(f"cannot listen on the docker bridge 127.0.0.1:{port}" in m for m in errors), errors
+        assert len(service.proxy.bound) == 1  # still serving on loopback
+    finally:
+        await service.stop()
+        holder.close()

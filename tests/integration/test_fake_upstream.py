@@ -19,8 +19,6 @@ from broker.core.usage import SSEUsageTracker, usage_from_json
 from tests.fakes.threaded import serve_in_thread
 from tests.fakes.upstream import OAUTH_BETA, FakeAnthropic
 
-pytestmark = pytest.mark.integration
-
 TOKEN = "sk-ant-oat01-fake-valid"
 SBX = "sk-ib-sandbox-key-that-must-never-reach-upstream"
 MODEL = "claude-haiku-4-5"
@@ -295,3 +293,18 @@ async def test_non_streaming_usage_and_extra_headers(aiohttp_server):
     usage = usage_from_json(body)
     assert usage is not None and (usage.input_tokens, usage.output_tokens) == (11, 5)
     assert json.loads(body)["content"][0]["text"] == fake.reply_text
+
+
+def test_count_tokens_body_is_checked(sdk_env):
+    fake = new_fake(limit_headers={"5h-utilization": "0.92", "5h-status": "allowed_warning"})
+    with serve_in_thread(fake.make_app) as url, sdk(url) as client:
+        raw = client.messages.with_raw_response.count_tokens(model=MODEL, messages=MESSAGE["messages"])
+        assert fake.problems == []
+        with pytest.raises(anthropic.BadRequestError):
+            client.post("/v1/messages/count_tokens", body={"model": MODEL, "stream": True}, cast_to=object)
+    assert raw.parse().input_tokens == 11
+    assert raw.headers["anthropic-ratelimit-unified-5h-utilization"] == "0.92"  # one value, not two
+    assert raw.headers["anthropic-ratelimit-unified-5h-status"] == "allowed_warning"
+    assert raw.headers["anthropic-ratelimit-unified-status"] == "allowed"  # the defaults stay
+    assert fake.problems == ["request 2 POST /v1/messages/count_tokens: count_tokens needs a JSON object "
+                             "with model and messages"]

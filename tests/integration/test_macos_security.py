@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from broker.adapters.keychain import KeychainSource, SecretStore
-from tests.conftest import claude_login_doc
+from tests.fakes.login import claude_login_doc
 
 FAKE_SECURITY = r'''#!PYTHON
 import json, shlex, sys

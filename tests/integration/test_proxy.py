@@ -25,13 +25,11 @@ from tests.integration.conftest import (
     AsyncRecordingTransport,
     Broker,
     RecordingTransport,
-    eventually,
     httpx,
     read_jsonl,
 )
+from tests.fakes.eventually import eventually_async
 from tests.fakes.upstream import OAUTH_BETA
-
-pytestmark = pytest.mark.integration
 
 MODEL = "claude-haiku-4-5"
 REPLY = "Hello from the fake upstream"  # the fake's reply: 5 words, so 5 output tokens
@@ -91,7 +89,7 @@ async def audit_lines(b: Broker, count: int) -> list[dict[str, Any]]:
     """The audit log once it has `count` lines: a line is written just after the client has
     its last byte, so a test must not read it the instant a response ends."""
     path = b.service.config.audit_log
-    await eventually(lambda: path.exists() and len(read_jsonl(path)) >= count, what=f"{count} audit lines")
+    await eventually_async(lambda: path.exists() and len(read_jsonl(path)) >= count, what=f"{count} audit lines")
     return read_jsonl(path)
 
 
@@ -256,6 +254,8 @@ REFUSALS = [
      "authentication_error"),
     ("oauth-path", dict(path="/api/oauth/token"), 403, "permission_error"),
     ("oauth-profile", dict(method="GET", path="/api/oauth/profile", body=b""), 403, "permission_error"),
+    # The plan's usage endpoint answers to the real token only: the broker polls it, sandboxes can't.
+    ("oauth-usage", dict(method="GET", path="/api/oauth/usage", body=b""), 403, "permission_error"),
     ("evil-host", dict(headers={"Host": "evil.example"}), 403, "permission_error"),
     ("origin", dict(headers={"Origin": "https://evil.example"}), 403, "permission_error"),
     ("content-length-over-limit", dict(body=b"{" + b" " * LIMIT + b"}"), 413, "request_too_large"),
@@ -283,10 +283,14 @@ async def test_refusals(make_broker, req, status, error_type):
     assert b.fake.requests == [] and b.fake.problems == []
 
 
-async def test_head_root_answers_without_a_key(make_broker):
+async def test_reachability_probes_answer_without_a_key(make_broker):
+    """Claude Code's checks: `HEAD /` (2.1.x), `HEAD /api/hello` (2.1.3xx); answered here."""
     b = await make_broker()
-    status, _, data = await call(b, "HEAD", "/")
-    assert (status, data) == (200, b"")
+    for path in ("/", "/api/hello", "/api/hello?"):
+        status, _, data = await call(b, "HEAD", path)
+        assert (status, data) == (200, b""), path
+    assert (await call(b, "GET", "/api/hello"))[0] == 403  # only the HEAD probe
+    assert (await call(b, "HEAD", "/api/other"))[0] == 403
     assert b.fake.requests == []
 
 
@@ -338,7 +342,7 @@ async def test_revoking_a_key_ends_its_open_stream_only(make_broker):
         await m2.__aexit__(None, None, None)
         with pytest.raises(anthropic.AuthenticationError):
             await c1.messages.create(**REQUEST)
-    await eventually(lambda: b.fake.streams_cancelled == 1, what="upstream request cancelled")
+    await eventually_async(lambda: b.fake.streams_cancelled == 1, what="upstream request cancelled")
     assert b.fake.streams_completed == 1
     assert [s.name for s in b.service.snapshot().sandboxes] == ["other"]
     ended = [e for e in await audit_lines(b, 2) if e["sandbox"] == "doomed"]
@@ -363,7 +367,7 @@ async def test_pause_ends_streams_and_refuses_until_resumed(make_broker):
         await b.service.perform(Action.RESUME)
         b.fake.gate.set()
         assert (await client.messages.create(**REQUEST)).content[0].text == REPLY
-    await eventually(lambda: b.fake.streams_cancelled == 1, what="upstream request cancelled")
+    await eventually_async(lambda: b.fake.streams_cancelled == 1, what="upstream request cancelled")
     assert b.fake.problems == []
 
 
@@ -381,7 +385,7 @@ async def test_revoke_all_ends_every_stream(make_broker):
         for c in (c1, c2):
             with pytest.raises(anthropic.AuthenticationError):
                 await c.messages.create(**REQUEST)
-    await eventually(lambda: b.fake.streams_cancelled == 2, what="upstream requests cancelled")
+    await eventually_async(lambda: b.fake.streams_cancelled == 2, what="upstream requests cancelled")
     assert b.service.snapshot().sandboxes == () and b.service.snapshot().proxy.active_streams == 0
     assert b.fake.problems == []
 
@@ -420,6 +424,32 @@ async def test_revoke_by_another_process_reaches_open_streams(make_broker):
     assert b.fake.problems == []
 
 
+async def test_a_key_rotated_by_another_process_ends_the_old_keys_stream(make_broker, monkeypatch, tmp_path,
+                                                                          capsys):
+    """Regression: the broker compared sandbox names only, so `sandbox rotate` written straight
+    into the key store (a CLI that could not reach the broker) left the old key's stream running."""
+    from broker.cli import main, sandbox_cmd
+
+    b = await make_broker(gate=asyncio.Event())
+    old = await b.add_sandbox("rot")
+    config = tmp_path / "cli.yaml"
+    config.write_text(json.dumps({"state_dir": str(b.state_dir)}))
+    monkeypatch.setattr(sandbox_cmd, "ask_or_none", lambda *_: None)  # no broker to talk to
+    async with async_sdk(b, old) as client:
+        manager, stream, _ = await gated_stream(b, client)
+        assert await asyncio.to_thread(main, ["--config", str(config), "sandbox", "rotate", "rot"]) == 0
+        b.keys["rot (new)"] = capsys.readouterr().out.strip()
+        with pytest.raises(STREAM_CUT):  # within the broker's housekeeping tick
+            await drain(stream)
+        await manager.__aexit__(None, None, None)
+        with pytest.raises(anthropic.AuthenticationError):
+            await client.messages.create(**REQUEST)
+    b.fake.gate.set()
+    async with async_sdk(b, b.keys["rot (new)"]) as client:
+        assert (await client.messages.create(**REQUEST)).content[0].text == REPLY
+    assert b.fake.problems == []
+
+
 async def test_client_going_away_cancels_the_upstream_request(make_broker):
     b = await make_broker(gate=asyncio.Event())
     key = await b.add_sandbox("leaver")
@@ -429,11 +459,11 @@ async def test_client_going_away_cancels_the_upstream_request(make_broker):
     assert resp.status == 200
     first = await resp.content.readuntil(b"content_block_delta")
     assert b"message_start" in first
-    await eventually(lambda: b.service.snapshot().proxy.active_streams == 1, what="stream in flight")
+    await eventually_async(lambda: b.service.snapshot().proxy.active_streams == 1, what="stream in flight")
     resp.close()  # drop the connection mid-stream
     await session.close()
-    await eventually(lambda: b.fake.streams_cancelled == 1, what="upstream request cancelled")
-    await eventually(lambda: b.service.snapshot().proxy.active_streams == 0, what="proxy stream ended")
+    await eventually_async(lambda: b.fake.streams_cancelled == 1, what="upstream request cancelled")
+    await eventually_async(lambda: b.service.snapshot().proxy.active_streams == 0, what="proxy stream ended")
     assert b.fake.streams_completed == 0 and b.fake.problems == []
     (line,) = await audit_lines(b, 1)
     assert line["outcome"].startswith("ended") and (line["input_tokens"], line["output_tokens"]) == (11, 1)
@@ -489,7 +519,9 @@ async def test_token_close_to_expiry_is_refreshed_before_forwarding(make_broker)
     assert b.endpoint.calls == 1
     assert len(b.fake.requests) == 1 and b.fake.requests[0].header("authorization") == [bearer(b)] != [old]
     assert b.fake.unauthorized == 0
-    events = read_jsonl(b.state_dir / "refresh-events.jsonl")
+    log = b.state_dir / "refresh-events.jsonl"  # written by its own thread, just after the refresh
+    await eventually_async(lambda: log.exists() and read_jsonl(log), what="a refresh event")
+    events = read_jsonl(log)
     assert (events[-1]["trigger"], events[-1]["outcome"]) == ("request", "refreshed")
     assert b.fake.problems == []
 
@@ -536,7 +568,7 @@ async def test_usage_and_audit_from_json_and_sse(make_broker):
     counted = listed["counted"]
     assert (counted["requests"], counted["input_tokens"], counted["output_tokens"]) == (2, 22, 10)
     assert counted["last_used"] and listed["idle"]["requests"] == 0
-    b.service.keystore.flush()  # what `sandbox list` reads from the store with no broker running
+    await b.service.access.flush()  # what `sandbox list` reads from the store with no broker running
     assert {s.name: s.requests for s in b.service.keystore.list()} == {"counted": 2, "idle": 0}
     assert b.service.snapshot().proxy.requests_today == 2
 
@@ -568,7 +600,7 @@ async def test_no_secret_reaches_clients_logs_or_state_files(make_broker, caplog
     await b.service.perform(Action.REVOKE_SANDBOX, "s")
     await call(b, key=key)
     await audit_lines(b, 3)  # the stream, the reply, the 500: every file is written now
-    b.service.keystore.flush()
+    await b.service.access.flush()
     assert b.endpoint.calls == 1 and b.fake.problems == []
 
     secrets = b.secrets()
@@ -583,7 +615,8 @@ async def test_no_secret_reaches_clients_logs_or_state_files(make_broker, caplog
     for where, text in texts.items():
         for label, secret in secrets.items():
             assert secret not in text, f"{label} appears in {where}"
-    for name in ("broker.db", "audit.jsonl", "listen.json", "refresh-events.jsonl"):
+    await b.service.handle_control({"op": "usage_flush"})
+    for name in ("broker.db", "audit.jsonl", "listen.json", "refresh-events.jsonl", "usage.db"):
         assert stat.S_IMODE(os.stat(state / name).st_mode) == 0o600, name
     assert stat.S_IMODE(os.stat(state).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(b.service.config.control_socket).st_mode) == 0o600
@@ -617,4 +650,5 @@ async def test_plan_limits_from_upstream_reach_the_status(make_broker):
     from broker.cli.status_cmd import render
 
     text = render({"running": True, **b.service.snapshot().to_json()})
-    assert "plan:     status allowed, 5h-utilization 0.25, 7d-utilization 0.5" in text
+    assert "limits:   5-hour 25% · resets " in text and ", Weekly 50% · resets " in text
+    assert " — allowed\n" in text

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +16,7 @@ from broker.adapters.filesource import FileSource
 from broker.adapters.keychain import KeychainSource, KeyringSecretSource, SecretStore, claude_keychain_service
 from broker.core.credentials import parse_login, serialize_login
 from broker.core.errors import CredentialsError
-from tests.conftest import claude_login_doc
+from tests.fakes.login import claude_login_doc
 from tests.secret_service import secret_service
 
 

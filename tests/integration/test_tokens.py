@@ -15,8 +15,9 @@ from broker.core import snapshot as s
 from broker.core.config import RefreshSettings
 from broker.core.errors import NotLoggedIn
 from broker.tokens import TokenManager
-from tests.conftest import UNKNOWN_FIELDS, write_login
 from tests.fakes.clock import FakeClock
+from tests.fakes.eventually import eventually_async
+from tests.fakes.login import UNKNOWN_FIELDS, write_login
 from tests.fakes.token_endpoint import CLIENT_ID
 
 
@@ -53,14 +54,6 @@ async def make_manager(creds, token_url, clock, events, tmp_path):
         await m.stop()
 
 
-async def eventually(predicate, timeout: float = 3.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
 def stored(creds: Path) -> dict:
     return json.loads(creds.read_text())
 
@@ -74,7 +67,7 @@ async def test_refreshes_ahead_of_expiry_and_writes_back(make_manager, token_end
     await clock.advance(3200)
     assert token_endpoint.calls == 0
     await clock.advance(100)
-    await eventually(lambda: token_endpoint.calls == 1 and not m.refreshing)
+    await eventually_async(lambda: token_endpoint.calls == 1 and not m.refreshing)
     doc = stored(creds)
     new_access = doc["claudeAiOauth"]["accessToken"]
     assert new_access != access and new_access in token_endpoint.valid_access
@@ -106,7 +99,7 @@ async def test_host_rotation_by_rename_is_adopted_without_refresh(make_manager, 
     m = await make_manager(watch=True)
     new_access, new_refresh = token_endpoint.issue()
     write_login(creds, new_access, new_refresh, clock.time() + 8 * 3600, atomic=True)  # tmp + rename
-    await eventually(lambda: m.login is not None and m.login.access_token == new_access, timeout=2.0)
+    await eventually_async(lambda: m.login is not None and m.login.access_token == new_access, timeout=2.0)
     assert token_endpoint.calls == 0
     assert await m.token() == new_access
 
@@ -118,7 +111,7 @@ async def test_new_login_after_signed_out_is_picked_up(make_manager, token_endpo
         await m.token()
     access, refresh = token_endpoint.issue()
     write_login(creds, access, refresh, clock.time() + 8 * 3600)
-    await eventually(lambda: m.status().state == s.VALID, timeout=5.0)  # the watcher polls every 2 s for a missing dir
+    await eventually_async(lambda: m.status().state == s.VALID, timeout=5.0)  # the watcher polls every 2 s for a missing dir
     assert await m.token() == access
 
 
@@ -172,16 +165,16 @@ async def test_endpoint_down_keeps_valid_token_and_backs_off(make_manager, token
     write_login(creds, access, refresh, clock.time() + 1000)
     token_endpoint.fail_next(500, count=2)
     m = await make_manager(ahead_min_seconds=1000)  # due now
-    await eventually(lambda: token_endpoint.calls == 1 and not m.refreshing)
+    await eventually_async(lambda: token_endpoint.calls == 1 and not m.refreshing)
     st = m.status()
     assert st.state == s.EXPIRING and "500" in st.reason and "retrying in" in st.reason
     assert st.next_retry_at == pytest.approx(clock.time() + 2.0)  # 4 s step, equal jitter with 0
     assert await m.token() == access  # still serving the valid token
     await clock.advance(2.0)
-    await eventually(lambda: token_endpoint.calls == 2 and not m.refreshing)
+    await eventually_async(lambda: token_endpoint.calls == 2 and not m.refreshing)
     assert m.status().next_retry_at == pytest.approx(clock.time() + 4.0)  # doubled
     await clock.advance(4.0)
-    await eventually(lambda: token_endpoint.calls == 3 and not m.refreshing)
+    await eventually_async(lambda: token_endpoint.calls == 3 and not m.refreshing)
     assert m.status().state == s.VALID and await m.token() != access
     assert [e["outcome"] for e in events] == ["adopted", "failed", "failed", "refreshed"]
 
@@ -213,11 +206,11 @@ async def test_corrupt_or_half_written_file_keeps_last_good_token(make_manager, 
     write_login(creds, access, refresh, clock.time() + 5000)
     m = await make_manager(watch=True)
     creds.write_text('{"claudeAiOauth": {"accessTo')  # half-written
-    await eventually(lambda: "not valid JSON" in m.status().reason)
+    await eventually_async(lambda: "not valid JSON" in m.status().reason)
     st = m.status()
     assert st.state == s.VALID and await m.token() == access
     creds.write_text("")
-    await eventually(lambda: "empty" in m.status().reason)
+    await eventually_async(lambda: "empty" in m.status().reason)
     assert await m.token() == access
 
 
@@ -280,7 +273,7 @@ async def test_logout_on_the_host_signs_out_and_nothing_is_resurrected(make_mana
     write_login(creds, access, refresh, clock.time() + 200)  # due for refresh soon
     m = await make_manager(watch=True, ahead_min_seconds=100)
     creds.unlink()  # `claude /logout`
-    await eventually(lambda: m.status().state == s.SIGNED_OUT)
+    await eventually_async(lambda: m.status().state == s.SIGNED_OUT)
     assert "removed" in m.status().reason
     with pytest.raises(NotLoggedIn):
         await m.token()
@@ -288,7 +281,7 @@ async def test_logout_on_the_host_signs_out_and_nothing_is_resurrected(make_mana
     assert token_endpoint.calls == 0 and not creds.exists()
     new_access, new_refresh = token_endpoint.issue()
     write_login(creds, new_access, new_refresh, clock.time() + 8 * 3600)  # logs in again
-    await eventually(lambda: m.status().state == s.VALID)
+    await eventually_async(lambda: m.status().state == s.VALID)
     assert await m.token() == new_access
 
 

@@ -2,7 +2,7 @@
 
 Xvfb, a private session bus and a tray host (trayer) stand in for a desktop. The first test
 runs the tray glue (`broker.tray.run_tray`) over a small in-test service on a real asyncio
-loop thread, exactly as `broker.app` runs it, so every menu click can be checked against
+loop thread, exactly as `broker.runner` runs it, so every menu click can be checked against
 the action it sends. The second runs the real `inference-broker run` and proves the clicks
 change the broker's state through its own CLI.
 
@@ -23,7 +23,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,7 +124,7 @@ class StandInService:
 
 
 def stand_in_main(state_dir: Path) -> int:
-    """Run the tray over a stand-in service the way broker.app does: loop in a worker thread,
+    """Run the tray over a stand-in service the way broker.runner does: loop in a worker thread,
     tray on the main thread. stdin lines `token STATE` / `paused 0|1` change the state."""
     import logging
 
@@ -162,10 +164,11 @@ if __name__ == "__main__" and sys.argv[1:2] == ["stand-in"]:
 
 # -- tests --------------------------------------------------------------------------------
 
-from tests.integration.xdesktop import IMPORT, TOOLS, MenuDriver, Window, XDesktop, wait_for, x_desktop  # noqa: E402
+from tests.fakes.broker_process import BrokerProcess  # noqa: E402
+from tests.fakes.eventually import eventually  # noqa: E402
+from tests.fakes.login import write_login  # noqa: E402
+from tests.integration.xdesktop import IMPORT, TOOLS, MenuDriver, Window, XDesktop, x_desktop  # noqa: E402
 from tests.support import require, require_tools  # noqa: E402
-
-pytestmark = pytest.mark.integration
 
 
 def _gtk_tray_importable() -> bool:
@@ -259,8 +262,8 @@ def test_tray_glue_over_a_stand_in_service(desktop: XDesktop, tmp_path: Path) ->
     try:
         assert "display True tray backend: appindicator" in out.expect("display")
         out.expect("ready")
-        icon = wait_for(lambda: docked_icon(desktop), 10, "the icon to dock in the tray")
-        wait_for(lambda: dominant(icon_colour(desktop, icon)) == "green", 5, "the healthy (green) icon")
+        icon = eventually(lambda: docked_icon(desktop), 10, "the icon to dock in the tray")
+        eventually(lambda: dominant(icon_colour(desktop, icon)) == "green", 5, "the healthy (green) icon")
         menus = MenuDriver(desktop, icon)
 
         menu = menus.open()
@@ -272,7 +275,7 @@ def test_tray_glue_over_a_stand_in_service(desktop: XDesktop, tmp_path: Path) ->
         band = menus.select(menu, "Up", selectable_from_bottom(entries, Action.PAUSE))
         menus.click_selected(menu, band)
         assert out.expect("perform") == "perform pause -"
-        wait_for(lambda: dominant(icon_colour(desktop, icon)) == "grey", 1.5, "the paused (grey) icon")
+        eventually(lambda: dominant(icon_colour(desktop, icon)) == "grey", 1.5, "the paused (grey) icon")
 
         # The rebuilt menu now offers Resume where Pause was.
         menu = menus.open()
@@ -307,7 +310,7 @@ def test_tray_glue_over_a_stand_in_service(desktop: XDesktop, tmp_path: Path) ->
         # State pushed by the service shows within a second: the login is lost -> red.
         proc.stdin.write("token signed_out\n")
         proc.stdin.flush()
-        wait_for(lambda: dominant(icon_colour(desktop, icon)) == "red", 1.5, "the signed-out (red) icon")
+        eventually(lambda: dominant(icon_colour(desktop, icon)) == "red", 1.5, "the signed-out (red) icon")
         menu = menus.open()
         desktop.screenshot(ARTIFACTS / "tray-stand-in-signed-out.png")
         menus.close()
@@ -357,45 +360,49 @@ def test_importing_the_tray_needs_no_display(env: dict[str, str], expected: str)
 # -- the real broker ----------------------------------------------------------------------
 
 
-def _write_login(path: Path, access: str, refresh: str, expires_in: float) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"claudeAiOauth": {
-        "accessToken": access, "refreshToken": refresh, "expiresAt": int((time.time() + expires_in) * 1000),
-        "scopes": ["user:inference", "user:profile"], "subscriptionType": "max",
-    }}))
-    path.chmod(0o600)
+def sandbox_names(broker: BrokerProcess) -> list[str]:
+    return [s["name"] for s in json.loads(broker.cli("sandbox", "list", "--json", check=True).stdout)]
 
 
-class Broker:
-    """`inference-broker ...` against one config, with a private HOME."""
+def tray_broker_process(desktop: XDesktop, root: Path, endpoint: Any, token_url: str, **kw: Any) -> BrokerProcess:
+    """The real broker's files for `inference-broker run` on `desktop`: a config, a private HOME
+    and a Claude login good for 6 hours, refreshed at `token_url`."""
+    desktop_env = {k: desktop.env[k] for k in ("DISPLAY", "DBUS_SESSION_BUS_ADDRESS", "NO_AT_BRIDGE", "GDK_BACKEND")}
+    broker = BrokerProcess(root, {
+        "provider": "anthropic-oauth", "upstream_url": "http://127.0.0.1:9",
+        "token_url": f"{token_url}/v1/oauth/token", "refresh": {"mode": "own"},
+    }, env_extra=desktop_env, config_flag=True, **kw)
+    write_login(broker.creds, *endpoint.issue(), time.time() + 6 * 3600)
+    return broker
 
-    def __init__(self, config: Path, env: dict[str, str]) -> None:
-        self.config = config
-        self.env = env
 
-    def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "broker", "--config", str(self.config), *args]
-
-    def cli(self, *args: str) -> str:
-        out = subprocess.run(self.argv(*args), env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=30)
-        assert out.returncode == 0, f"{args}: {out.stderr}"
-        return out.stdout
-
-    def status(self) -> dict:
-        return json.loads(self.cli("status", "--json"))
-
-    def sandboxes(self) -> list[str]:
-        return [s["name"] for s in json.loads(self.cli("sandbox", "list", "--json"))]
+@contextmanager
+def tray_broker(desktop: XDesktop, broker: BrokerProcess) -> Iterator[Window]:
+    """`inference-broker run` with its tray: its docked icon; stopped with SIGTERM after, and
+    its output checked for secrets."""
+    try:
+        broker.start("run")
+        icon = eventually(lambda: broker.proc.poll() is not None or docked_icon(desktop), 20,
+                          "the broker's icon in the tray")
+        assert broker.proc.poll() is None, broker.output_text()
+        yield icon
+    finally:
+        broker.stop()
+        log = broker.output_text()
+        print(log[-3000:])
+        assert "sk-ant-" not in log and "sk-ib-" not in log
 
 
 @dataclasses.dataclass
 class Running:
-    broker: Broker
-    proc: subprocess.Popen
+    broker: BrokerProcess
     endpoint: object  # FakeTokenEndpoint
-    home: Path
     icon: Window
-    log: Path
+
+    @property
+    def proc(self) -> subprocess.Popen:
+        assert self.broker.proc is not None
+        return self.broker.proc
 
 
 @pytest.fixture
@@ -406,43 +413,16 @@ def real_broker(desktop: XDesktop, tmp_path: Path) -> Iterator[Running]:
     from tests.fakes.token_endpoint import FakeTokenEndpoint
 
     endpoint = FakeTokenEndpoint()
-    home = tmp_path / "home"
-    login = home / ".claude" / ".credentials.json"
-    _write_login(login, *endpoint.issue(), expires_in=6 * 3600)
     with serve_in_thread(endpoint.make_app) as token_url:
-        config = tmp_path / "broker.yaml"
-        config.write_text(
-            "provider: anthropic-oauth\n"
-            'listen: ["127.0.0.1:0"]\n'
-            f"state_dir: {tmp_path / 'state'}\n"
-            "upstream_url: http://127.0.0.1:9\n"
-            f"token_url: {token_url}/v1/oauth/token\n"
-            f"credentials: {{sources: [file], file: {login}}}\n"
-            "refresh: {mode: own}\n"
-        )
-        env = {**desktop.env, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "PYTHONPATH": str(ROOT)}
-        for var in ("PYSTRAY_BACKEND", "INFERENCE_BROKER_CONFIG", "CLAUDE_CONFIG_DIR"):
-            env.pop(var, None)
-        broker = Broker(config, env)
-        broker.cli("sandbox", "add", "alpha")
-        broker.cli("sandbox", "add", "beta")
-        log_path = tmp_path / "broker.stderr"
-        with log_path.open("w") as log:
-            proc = subprocess.Popen(broker.argv("run"), env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            icon = wait_for(lambda: proc.poll() is not None or docked_icon(desktop), 20, "the broker's icon in the tray")
-            assert proc.poll() is None, log_path.read_text()
-            yield Running(broker, proc, endpoint, home, icon, log_path)
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(timeout=15)
-            print(log_path.read_text()[-3000:])
-            assert "sk-ant-" not in log_path.read_text() and "sk-ib-" not in log_path.read_text()
+        broker = tray_broker_process(desktop, tmp_path / "broker", endpoint, token_url)
+        broker.cli("sandbox", "add", "alpha", check=True)
+        broker.cli("sandbox", "add", "beta", check=True)
+        with tray_broker(desktop, broker) as icon:
+            yield Running(broker, endpoint, icon)
 
 
 def test_real_broker_tray_clicks_change_its_state(desktop: XDesktop, real_broker: Running) -> None:
-    broker, endpoint, home = real_broker.broker, real_broker.endpoint, real_broker.home
+    broker, endpoint, home = real_broker.broker, real_broker.endpoint, real_broker.broker.home
     icon = real_broker.icon
     assert broker.status()["proxy"]["paused"] is False
     menus = MenuDriver(desktop, icon)
@@ -454,15 +434,15 @@ def test_real_broker_tray_clicks_change_its_state(desktop: XDesktop, real_broker
     # Pause access -> status says paused, and the icon turns grey.
     band = menus.select(menu, "Up", selectable_from_bottom(shape(sandboxes=2), Action.PAUSE))
     menus.click_selected(menu, band)
-    wait_for(lambda: broker.status()["proxy"]["paused"], 5, "status to say paused")
-    wait_for(lambda: dominant(icon_colour(desktop, icon)) == "grey", 2, "the paused (grey) icon")
+    eventually(lambda: broker.status()["proxy"]["paused"], 5, "status to say paused")
+    eventually(lambda: dominant(icon_colour(desktop, icon)) == "grey", 2, "the paused (grey) icon")
 
     # Resume, from the rebuilt menu.
     menu = menus.open()
     band = menus.select(menu, "Up", selectable_from_bottom(shape(sandboxes=2, paused=True), Action.RESUME))
     menus.click_selected(menu, band)
-    wait_for(lambda: not broker.status()["proxy"]["paused"], 5, "status to say resumed")
-    wait_for(lambda: dominant(icon_colour(desktop, icon)) == "green", 2, "the healthy (green) icon")
+    eventually(lambda: not broker.status()["proxy"]["paused"], 5, "status to say resumed")
+    eventually(lambda: dominant(icon_colour(desktop, icon)) == "green", 2, "the healthy (green) icon")
 
     # Sandboxes > alpha > Revoke alpha -> gone from `sandbox list`.
     menu = menus.open()
@@ -472,7 +452,7 @@ def test_real_broker_tray_clicks_change_its_state(desktop: XDesktop, real_broker
     band = menus.select(alpha, "Right", 1)
     desktop.screenshot(ARTIFACTS / "tray-real-broker-revoke.png")
     menus.click_selected(alpha, band)
-    wait_for(lambda: broker.sandboxes() == ["beta"], 5, "alpha to be revoked")
+    eventually(lambda: sandbox_names(broker) == ["beta"], 5, "alpha to be revoked")
 
     # Refresh token now -> the token endpoint is called and last_refresh moves.
     before = broker.status()["token"]["last_refresh"]
@@ -480,8 +460,8 @@ def test_real_broker_tray_clicks_change_its_state(desktop: XDesktop, real_broker
     menu = menus.open()
     band = menus.select(menu, "Up", selectable_from_bottom(shape(sandboxes=1), Action.REFRESH))
     menus.click_selected(menu, band)
-    wait_for(lambda: endpoint.calls > calls, 10, "a call to the token endpoint")
-    wait_for(lambda: broker.status()["token"]["last_refresh"] not in (None, before), 10, "last_refresh to change")
+    eventually(lambda: endpoint.calls > calls, 10, "a call to the token endpoint")
+    eventually(lambda: broker.status()["token"]["last_refresh"] not in (None, before), 10, "last_refresh to change")
     assert endpoint.problems == []
 
     # Launch at login -> an XDG autostart entry in the private HOME.
@@ -489,8 +469,8 @@ def test_real_broker_tray_clicks_change_its_state(desktop: XDesktop, real_broker
     band = menus.select(menu, "Up", selectable_from_bottom(shape(sandboxes=1), Action.SET_AUTOSTART))
     menus.click_selected(menu, band)
     entry = home / ".config" / "autostart" / "inference-broker.desktop"
-    wait_for(entry.exists, 5, "the autostart entry")
-    wait_for(lambda: broker.status()["autostart"] is True, 5, "status to say autostart on")
+    eventually(entry.exists, 5, "the autostart entry")
+    eventually(lambda: broker.status()["autostart"] is True, 5, "status to say autostart on")
 
     menu = menus.open()
     shot = desktop.screenshot(ARTIFACTS / "tray-real-broker-after.png")
@@ -506,11 +486,11 @@ def test_real_broker_tray_clicks_change_its_state(desktop: XDesktop, real_broker
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_real_broker_with_tray_stops_cleanly_on_signals(desktop: XDesktop, real_broker: Running, sig: int) -> None:
     """Ctrl-C in a terminal and a service manager's SIGTERM both shut down, not kill."""
-    sock = real_broker.broker.config.parent / "state" / "broker.sock"
+    sock = real_broker.broker.state_dir / "broker.sock"
     assert sock.exists()
     real_broker.proc.send_signal(sig)
     assert real_broker.proc.wait(timeout=15) == 0
-    assert "stopping" in real_broker.log.read_text()
+    assert "stopping" in real_broker.broker.output_text()
     assert not sock.exists()  # cleaned up: it was a shutdown, not a kill
 
 
@@ -529,9 +509,9 @@ def _notification_titles(desktop: XDesktop) -> list[str]:
 
 def _next_notification(desktop: XDesktop) -> None:
     """Wait for one to show, then close it (pystray replaces its last one instead of stacking)."""
-    wait_for(lambda: _displayed(desktop) >= 1, 5, "a notification")
+    eventually(lambda: _displayed(desktop) >= 1, 5, "a notification")
     desktop.run("dunstctl", "close-all")
-    wait_for(lambda: _displayed(desktop) == 0, 5, "the notification to close")
+    eventually(lambda: _displayed(desktop) == 0, 5, "the notification to close")
 
 
 def test_tray_notifies_once_per_change_and_copies_docker_flags(desktop: XDesktop, tmp_path: Path) -> None:
@@ -547,31 +527,31 @@ def test_tray_notifies_once_per_change_and_copies_docker_flags(desktop: XDesktop
         proc.stdin.flush()
 
     try:
-        wait_for(lambda: subprocess.run(["dunstctl", "is-paused"], env=desktop.env, capture_output=True).returncode == 0,
+        eventually(lambda: subprocess.run(["dunstctl", "is-paused"], env=desktop.env, capture_output=True).returncode == 0,
                  10, "dunst on the session bus")
         out.expect("ready")
-        icon = wait_for(lambda: docked_icon(desktop), 10, "the icon to dock in the tray")
+        icon = eventually(lambda: docked_icon(desktop), 10, "the icon to dock in the tray")
         menus = MenuDriver(desktop, icon)
 
         # Copy docker run flags -> the real X clipboard holds them.
         menu = menus.open()
         menus.click_selected(menu, menus.select(menu, "Up", selectable_from_bottom(shape(sandboxes=2), Action.COPY_DOCKER_FLAGS)))
         flags = StandInService.docker_run_flags(None)  # type: ignore[arg-type]
-        wait_for(lambda: subprocess.run(["xclip", "-selection", "clipboard", "-o"], env=desktop.env,
+        eventually(lambda: subprocess.run(["xclip", "-selection", "clipboard", "-o"], env=desktop.env,
                                         capture_output=True, text=True).stdout == flags, 5, "the flags on the clipboard")
 
         # Refresh starts failing -> one notification; the retry loop's passes don't repeat it.
         for state in ("expiring", "refreshing", "expiring", "refreshing", "expiring"):
             send(f"token {state}")
-        wait_for(lambda: dominant(icon_colour(desktop, icon)) == "amber", 2, "the warning (amber) icon")
-        wait_for(lambda: _displayed(desktop) >= 1, 5, "a notification")
+        eventually(lambda: dominant(icon_colour(desktop, icon)) == "amber", 2, "the warning (amber) icon")
+        eventually(lambda: _displayed(desktop) >= 1, 5, "a notification")
         shot = desktop.screenshot(ARTIFACTS / "tray-notification.png")
         print(f"\nscreenshot: {shot}")
         _next_notification(desktop)
         # The login is lost -> a second one. Pausing is not news.
         send("paused 1")
         send("token signed_out")
-        wait_for(lambda: dominant(icon_colour(desktop, icon)) == "red", 2, "the signed-out (red) icon")
+        eventually(lambda: dominant(icon_colour(desktop, icon)) == "red", 2, "the signed-out (red) icon")
         _next_notification(desktop)
         send("token signed_out")
         send("paused 0")
@@ -596,11 +576,11 @@ def test_tray_survives_a_broken_notification_service(tmp_path: Path) -> None:
             proc, out = start_stand_in(desktop, tmp_path, stderr=err)
         try:
             out.expect("ready")
-            icon = wait_for(lambda: docked_icon(desktop), 10, "the icon to dock in the tray")
+            icon = eventually(lambda: docked_icon(desktop), 10, "the icon to dock in the tray")
             assert "desktop notifications unavailable" in log.read_text()
             proc.stdin.write("token signed_out\n")  # would notify; must not break anything
             proc.stdin.flush()
-            wait_for(lambda: dominant(icon_colour(desktop, icon)) == "red", 2, "the signed-out (red) icon")
+            eventually(lambda: dominant(icon_colour(desktop, icon)) == "red", 2, "the signed-out (red) icon")
             menus = MenuDriver(desktop, icon)
             menu = menus.open()
             menus.click_selected(menu, menus.select(menu, "Up", 1))  # Quit

@@ -12,12 +12,14 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
+
+from tests.fakes.eventually import eventually
 
 TOOLS = ("Xvfb", "trayer", "xdotool", "xwininfo", "dbus-daemon")
 IMPORT = "/usr/bin/import"  # imagemagick's, not a stub earlier on PATH
@@ -42,18 +44,6 @@ class Window:
 
 # `     0x400007 "panel": ("trayer" "trayer")  200x32+824+0  +824+0`
 _TREE_LINE = re.compile(r"^(\s*)(0x[0-9a-f]+) (\(has no name\)|\"(.*?)\")?.*?(\d+)x(\d+)\+-?\d+\+-?\d+\s+\+(-?\d+)\+(-?\d+)")
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> object:
-    """Poll `predicate` until it returns something truthy; fail with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 class XDesktop:
@@ -100,7 +90,7 @@ class XDesktop:
     def click(self, x: int, y: int, button: int = 1) -> None:
         # Not `mousemove --sync`: it waits forever when the pointer is already there.
         self.xdotool("mousemove", str(x), str(y))
-        wait_for(lambda: self.pointer() == (x, y), 5, f"the pointer at {x},{y}")
+        eventually(lambda: self.pointer() == (x, y), 5, f"the pointer at {x},{y}")
         time.sleep(0.05)  # let the toolkit see the pointer arrive before the press
         self.xdotool("click", str(button))
 
@@ -185,9 +175,27 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=5)
 
 
+def start_tray(desktop: XDesktop) -> subprocess.Popen:
+    """trayer docked at the top right of `desktop`, once its panel is up."""
+    trayer = subprocess.Popen(
+        ["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel", "--width", "160",
+         "--heighttype", "pixel", "--height", str(TRAY_HEIGHT), "--SetDockType", "true",
+         "--transparent", "false", "--tint", "0x303030", "--expand", "false"],
+        env=desktop.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        eventually(lambda: any(w.name == "panel" for w in desktop.windows()), 10, "trayer's panel window")
+    except BaseException:
+        _stop(trayer)
+        raise
+    return trayer
+
+
 @contextmanager
-def x_desktop(workdir: Path, services: dict[str, str] | None = None) -> Iterator[XDesktop]:
-    """Xvfb + session bus + trayer docked at the top right, torn down in reverse."""
+def x_desktop(workdir: Path, services: dict[str, str] | None = None, tray: bool = True) -> Iterator[XDesktop]:
+    """Xvfb + session bus + (unless `tray` is False) trayer, torn down in reverse."""
     procs: list[subprocess.Popen] = []
     try:
         xvfb, display = _start_xvfb()
@@ -199,16 +207,8 @@ def x_desktop(workdir: Path, services: dict[str, str] | None = None) -> Iterator
         procs.append(bus)
         env["DBUS_SESSION_BUS_ADDRESS"] = address
         desktop = XDesktop(env)
-        trayer = subprocess.Popen(
-            ["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel", "--width", "160",
-             "--heighttype", "pixel", "--height", str(TRAY_HEIGHT), "--SetDockType", "true",
-             "--transparent", "false", "--tint", "0x303030", "--expand", "false"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        procs.append(trayer)
-        wait_for(lambda: any(w.name == "panel" for w in desktop.windows()), 10, "trayer's panel window")
+        if tray:
+            procs.append(start_tray(desktop))
         yield desktop
     finally:
         for proc in reversed(procs):
@@ -250,7 +250,7 @@ class MenuDriver:
         return [w for w in candidates if "IsViewable" in self.d.run("xwininfo", "-id", w.id)]
 
     def _new_popup(self, before: set[str], what: str) -> Window:
-        return wait_for(lambda: next((w for w in self._popups() if w.id not in before), None), 5, what)
+        return eventually(lambda: next((w for w in self._popups() if w.id not in before), None), 5, what)
 
     def open(self) -> Window:
         """Right-click the icon; returns the menu's window."""
@@ -261,7 +261,7 @@ class MenuDriver:
     def select(self, menu: Window, key: str, times: int) -> tuple[int, int]:
         for _ in range(times):
             self.d.xdotool("key", key)
-        return wait_for(lambda: highlighted_band(self.d.grab(), menu), 5, f"an item selected after {times} x {key}")
+        return eventually(lambda: highlighted_band(self.d.grab(), menu), 5, f"an item selected after {times} x {key}")
 
     def click_selected(self, menu: Window, band: tuple[int, int]) -> None:
         self.d.click(menu.x + menu.w // 2, (band[0] + band[1]) // 2)

@@ -25,7 +25,7 @@ from typing import Any, Callable
 import yaml
 from aiohttp import web
 
-from tests.conftest import write_login
+from tests.fakes.login import write_login
 from tests.fakes.threaded import ServerURL, serve_in_thread
 from tests.fakes.token_endpoint import FakeTokenEndpoint
 from tests.fakes.upstream import FakeAnthropic, Received, sse_event

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tests.conftest import write_login
+from tests.fakes.login import write_login
 from tests.reliability.harness import start_broker, wait_for
 from tests.reliability.load import EXPECTED, exchange
 

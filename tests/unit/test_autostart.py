@@ -198,6 +198,7 @@ def test_cli_enable_status_disable(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     assert main(["autostart", "status"]) == 0
     assert "off" in capsys.readouterr().out
+    (tmp_path / "b.yaml").write_text("")  # the login item's config must exist (it is read now)
     assert main(["--config", str(tmp_path / "b.yaml"), "autostart", "enable"]) == 0
     assert "on" in capsys.readouterr().out
     assert split_exec(read_entry(path.read_text())["Exec"]) == broker_argv(tmp_path / "b.yaml")

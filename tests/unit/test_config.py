@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.core.config import DEFAULT_LISTEN, load_config, parse_config
+from broker.adapters.configfiles import load_config
+from broker.core.config import DEFAULT_LISTEN, parse_config
 from broker.core.errors import ConfigError
 
 
@@ -55,3 +56,20 @@ def test_missing_default_file_is_fine_but_missing_explicit_file_is_not(tmp_path)
     assert load_config(env={"XDG_CONFIG_HOME": str(tmp_path)}).listen == DEFAULT_LISTEN
     with pytest.raises(ConfigError, match="not found"):
         load_config(env={"INFERENCE_BROKER_CONFIG": str(tmp_path / "nope.yaml")})
+
+
+def test_usage_settings():
+    from broker.core.config import parse_config
+    from broker.core.errors import ConfigError
+
+    c = parse_config("usage: {retention_days: 30, stop_at_percent: 90}", "c.yaml")
+    assert c.usage.retention_days == 30 and c.usage.stop_at_percent == 90.0
+    assert parse_config("{}", "c.yaml").usage.stop_at_percent is None
+    for bad in ("usage: {stop_at_percent: 0}", "usage: {stop_at_percent: 101}", "usage: {retention_days: -1}",
+                "usage: {nope: 1}"):
+        try:
+            parse_config(bad, "c.yaml")
+        except ConfigError as exc:
+            assert "c.yaml: usage." in exc.message
+        else:
+            raise AssertionError(bad)

@@ -1,5 +1,6 @@
-"""`docker-args`: each format parses back into exactly the wiring it promises, and the CLI
-issues, rotates or refers to keys as it says."""
+"""`docker-args`: each format parses back into exactly the wiring it promises (base URL, the
+sandbox's Claude Code dir mounted as CLAUDE_CONFIG_DIR), and the CLI issues and rotates keys
+into that dir, never onto its output."""
 
 from __future__ import annotations
 
@@ -19,12 +20,14 @@ from broker.core.errors import ConfigError
 from broker.core.listen import parse_listen
 
 URL = "http://inference.local:8765"
-KEY = "sk-ib-AbC_12-xyz$weird'quote"  # shell and compose metacharacters on purpose
+DIR = "/home/me/.local/state/inference-broker/sandboxes/box$1"  # a `$` on purpose
+WIRING = da.Wiring(URL, DIR)
+MOUNTED = {"ANTHROPIC_BASE_URL": URL, "CLAUDE_CONFIG_DIR": da.CONTAINER_CONFIG_DIR}
 
 
-def _run_env(argv: list[str]) -> tuple[list[str], dict[str, str | None]]:
-    """Split `docker run` flags into --add-host values and -e assignments (None: pass-through)."""
-    hosts, env = [], {}
+def _run_flags(argv: list[str]) -> tuple[list[str], dict[str, str | None], list[str]]:
+    """Split `docker run` flags into --add-host values, -e assignments and --mount specs."""
+    hosts, env, mounts = [], {}, []
     it = iter(argv)
     for flag in it:
         value = next(it)
@@ -33,49 +36,57 @@ def _run_env(argv: list[str]) -> tuple[list[str], dict[str, str | None]]:
         elif flag == "-e":
             name, sep, val = value.partition("=")
             env[name] = val if sep else None
+        elif flag == "--mount":
+            mounts.append(value)
         else:
             raise AssertionError(f"unexpected flag {flag}")
-    return hosts, env
+    return hosts, env, mounts
 
 
-@pytest.mark.parametrize("key", [KEY, None])
-def test_run_line_parses_back(key: str | None) -> None:
-    line = da.render("run", URL, key)
+def test_run_line_parses_back() -> None:
+    line = da.render("run", WIRING)
     assert line.endswith("\n") and line.count("\n") == 1
-    hosts, env = _run_env(shlex.split(line))
+    hosts, env, mounts = _run_flags(shlex.split(line))
     assert hosts == ["inference.local:host-gateway"]
-    assert env == {"ANTHROPIC_BASE_URL": URL, "ANTHROPIC_API_KEY": key}
+    assert env == MOUNTED
+    assert mounts == [f"type=bind,src={DIR},dst={da.CONTAINER_CONFIG_DIR}"]
 
 
-@pytest.mark.parametrize("key", [KEY, None])
-def test_env_file_parses_back(key: str | None) -> None:
-    env = {}
-    for line in da.render("env", URL, key).splitlines():
-        name, sep, val = line.partition("=")
-        env[name] = val if sep else None
-    assert env == {"ANTHROPIC_BASE_URL": URL, "ANTHROPIC_API_KEY": key}
+def test_run_refuses_a_dir_docker_mount_cannot_carry() -> None:
+    with pytest.raises(ConfigError, match="--mount"):
+        da.render("run", da.Wiring(URL, "/state/a,b"))
 
 
-@pytest.mark.parametrize(
-    "key, expected", [(KEY, KEY.replace("$", "$$")), (None, "${ANTHROPIC_API_KEY}")]
-)
-def test_compose_snippet_parses_back(key: str | None, expected: str) -> None:
-    doc = yaml.safe_load(da.render("compose", URL, key, name="agent"))
+def test_generic_run_line_passes_callers_key() -> None:
+    hosts, env, _ = _run_flags(shlex.split(da.run_line(URL, None)))
+    assert hosts == ["inference.local:host-gateway"]
+    assert env == {"ANTHROPIC_BASE_URL": URL, "ANTHROPIC_API_KEY": None}
+
+
+def test_env_file_points_at_the_host_dir() -> None:
+    env = dict(line.split("=", 1) for line in da.render("env", WIRING).splitlines())
+    assert env == {"ANTHROPIC_BASE_URL": URL, "CLAUDE_CONFIG_DIR": DIR}
+
+
+def test_compose_snippet_parses_back() -> None:
+    doc = yaml.safe_load(da.render("compose", WIRING, name="agent"))
     service = doc["services"]["agent"]
     assert service["extra_hosts"] == ["inference.local:host-gateway"]
-    assert service["environment"] == {"ANTHROPIC_BASE_URL": URL, "ANTHROPIC_API_KEY": expected}
+    assert service["environment"] == MOUNTED
+    assert service["volumes"] == [{"type": "bind", "source": DIR.replace("$", "$$"),
+                                   "target": da.CONTAINER_CONFIG_DIR}]
 
 
-@pytest.mark.parametrize("key, expected", [(KEY, KEY), (None, "${localEnv:ANTHROPIC_API_KEY}")])
-def test_devcontainer_fragment_parses_back(key: str | None, expected: str) -> None:
-    doc = json.loads(da.render("devcontainer", URL, key))
+def test_devcontainer_fragment_parses_back() -> None:
+    doc = json.loads(da.render("devcontainer", WIRING))
     assert doc["runArgs"] == ["--add-host=inference.local:host-gateway"]
-    assert doc["containerEnv"] == {"ANTHROPIC_BASE_URL": URL, "ANTHROPIC_API_KEY": expected}
+    assert doc["containerEnv"] == MOUNTED
+    assert doc["mounts"] == [{"type": "bind", "source": DIR, "target": da.CONTAINER_CONFIG_DIR}]
 
 
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError):
-        da.render("k8s", URL, None)
+        da.render("k8s", WIRING)
 
 
 @pytest.mark.parametrize(
@@ -148,26 +159,40 @@ def _hashes(config: Path) -> dict[str, str]:
         store.close()
 
 
-def test_cli_without_key_refers_to_callers_env(capsys, config: Path) -> None:
+def _stand_in_key(config: Path, name: str = "box") -> str:
+    doc = json.loads((config.parent / "state" / "sandboxes" / name / ".credentials.json").read_text())
+    return doc["claudeAiOauth"]["accessToken"]
+
+
+def test_cli_for_unknown_sandbox_says_how_to_create_it(capsys, config: Path) -> None:
     rc, out, err = _cli(capsys, config, "box")
-    assert rc == 0
-    assert _run_env(shlex.split(out)) == (
-        ["inference.local:host-gateway"],
-        {"ANTHROPIC_BASE_URL": "http://inference.local:9000", "ANTHROPIC_API_KEY": None},
-    )
-    assert "--new" in err and "--rotate" in err
+    assert rc == 1 and out == "" and "--new" in err
 
 
-def test_cli_new_then_rotate(capsys, config: Path) -> None:
+def test_cli_new_then_rotate_writes_the_key_only_into_the_sandbox_dir(capsys, config: Path) -> None:
     rc, out, err = _cli(capsys, config, "box", "--new")
-    first = _run_env(shlex.split(out))[1]["ANTHROPIC_API_KEY"]
-    assert rc == 0 and first and first.startswith("sk-ib-") and first not in err
+    first = _stand_in_key(config)
+    assert rc == 0 and first.startswith("sk-ib-") and first not in out + err
     assert _hashes(config) == {"box": hash_key(first)}
+    hosts, env, mounts = _run_flags(shlex.split(out))
+    box = (config.parent / "state" / "sandboxes" / "box").resolve()
+    assert env["CLAUDE_CONFIG_DIR"] == da.CONTAINER_CONFIG_DIR
+    assert mounts == [f"type=bind,src={box},dst={da.CONTAINER_CONFIG_DIR}"]
+
+    rc, again, _ = _cli(capsys, config, "box")  # no secret in it: printable any time
+    assert rc == 0 and again == out
 
     rc, out, err = _cli(capsys, config, "box", "--rotate", "--format", "env")
-    second = dict(line.split("=", 1) for line in out.splitlines())["ANTHROPIC_API_KEY"]
+    second = _stand_in_key(config)
     assert rc == 0 and second != first and "old one stops working" in err
+    assert dict(line.split("=", 1) for line in out.splitlines())["CLAUDE_CONFIG_DIR"] == str(box)
     assert _hashes(config) == {"box": hash_key(second)}
+
+
+def test_cli_options_without_a_new_key_are_refused(capsys, config: Path) -> None:
+    assert _cli(capsys, config, "box", "--new")[0] == 0
+    rc, out, err = _cli(capsys, config, "box", "--workdir", "/workspace")
+    assert rc == 1 and out == "" and "--rotate" in err
 
 
 @pytest.mark.parametrize("argv", [["box", "--rotate"], ["bad name!", "--new"]])
@@ -192,13 +217,13 @@ def test_cli_port_from_running_broker_when_configured_zero(capsys, tmp_path: Pat
     path.write_text(f'listen: ["127.0.0.1:0"]\nstate_dir: "{state}"\n')
     state.mkdir()
     (state / "listen.json").write_text(json.dumps({"listen": ["127.0.0.1:41235"]}))
-    rc, out, err = _cli(capsys, path, "box", "--format", "devcontainer")
+    rc, out, err = _cli(capsys, path, "box", "--new", "--format", "devcontainer")
     assert rc == 0 and json.loads(out)["containerEnv"]["ANTHROPIC_BASE_URL"] == "http://inference.local:41235"
     # the Linux engine's containers cannot reach loopback; Docker Desktop's can
     assert ("loopback only" in err) is sys.platform.startswith("linux")
 
 
 def test_cli_port_override(capsys, config: Path) -> None:
-    rc, out, _ = _cli(capsys, config, "box", "--port", "1234", "--format", "compose")
+    rc, out, _ = _cli(capsys, config, "box", "--new", "--port", "1234", "--format", "compose")
     env = yaml.safe_load(out)["services"]["box"]["environment"]
     assert rc == 0 and env["ANTHROPIC_BASE_URL"] == "http://inference.local:1234"

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from broker.core.menu import ICON_STATES
-from broker.icons import app_icon, icon_image
+from broker.tray.icons import app_icon, icon_image
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZES = (16, 22, 32)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from broker.core.config import DEFAULT_LISTEN
 from broker.core.errors import ConfigError
-from broker.core.listen import DEFAULT_LISTEN, ListenSpec, parse_listen, resolve_listen
+from broker.core.listen import ListenSpec, parse_listen, resolve_listen
 
 
 @pytest.mark.parametrize(

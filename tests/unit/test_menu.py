@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from broker.core.actions import Action
@@ -16,7 +18,6 @@ from broker.core.menu import (
     WARNING,
     MenuEntry,
     build_menu,
-    duration_words,
     icon_state,
     token_words,
     tooltip,
@@ -57,15 +58,6 @@ def by_action(entries: tuple[MenuEntry, ...]) -> dict[Action, MenuEntry]:
 
 def labels(entries: tuple[MenuEntry, ...]) -> list[str]:
     return [e.label for e in entries if not e.separator]
-
-
-@pytest.mark.parametrize(
-    ("seconds", "words"),
-    [(0, "0 s"), (40.9, "40 s"), (60, "1 min"), (12 * 60 + 59, "12 min"), (3600, "1 h"),
-     (5 * 3600 + 12 * 60, "5 h 12 min"), (86400, "1 d"), (2 * 86400 + 3 * 3600 + 5, "2 d 3 h"), (-5, "0 s")],
-)
-def test_duration_words(seconds: float, words: str) -> None:
-    assert duration_words(seconds) == words
 
 
 @pytest.mark.parametrize(
@@ -110,7 +102,7 @@ def test_every_token_state_makes_a_complete_menu(state: str) -> None:
     actions = by_action(menu)
     assert set(actions) == {
         Action.REFRESH, Action.PAUSE, Action.REVOKE_ALL, Action.COPY_DOCKER_FLAGS,
-        Action.OPEN_AUDIT_LOG, Action.OPEN_CONFIG, Action.SET_AUTOSTART, Action.QUIT,
+        Action.OPEN_AUDIT_LOG, Action.OPEN_CONFIG, Action.OPEN_DASHBOARD, Action.SET_AUTOSTART, Action.QUIT,
     }
     assert menu[1].label == token_words(snap(state, reason="boom").token, NOW)
     assert not menu[1].enabled  # status lines are information, not buttons
@@ -185,6 +177,52 @@ def test_tooltip(snapshot: Snapshot, text: str) -> None:
     assert tooltip(snapshot) == text
 
 
+@pytest.mark.parametrize("state", [SIGNED_OUT, EXPIRED])
+def test_a_lost_login_is_told_in_the_profiles_words(state: str) -> None:
+    hint = "store a key with `inference-broker login --api-key`"
+    s = dataclasses.replace(snap(state, expires_at=None), login_hint=hint)
+    line = build_menu(s)[1].label
+    assert line.endswith(f" — {hint}") and "claude /login" not in line
+    assert tooltip(s).endswith(hint)
+
+
 def test_tooltip_is_bounded() -> None:
     text = tooltip(snap(EXPIRING, reason="x" * 500))
     assert len(text) <= TOOLTIP_MAX and text.endswith("…")
+
+
+def test_status_text_has_the_menus_words_without_its_actions() -> None:
+    from broker.core.menu import NO_MENU_HINT, status_text
+
+    text = status_text(snap(sandboxes=2, subscription_type="max"))
+    lines = text.splitlines()
+    assert lines[:2] == ["Claude Max", "Token valid for 5 h 12 min"]
+    assert "Sandboxes (2)" in lines and "  box1 — used 5 min ago" in lines
+    assert "    1 request · 0 in / 0 out tokens" in lines
+    assert not any(w in text for w in ("Revoke", "Pause access", "Quit", "Copy docker"))
+    assert text.endswith(NO_MENU_HINT + "\n")
+
+
+def test_plan_limits_show_under_the_proxy_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time as _time
+
+    from broker.core.limits import PlanLimits, Window
+
+    monkeypatch.setenv("TZ", "UTC")
+    _time.tzset()
+    try:
+        limits = PlanLimits(seen_at=NOW, source="headers", windows=(
+            Window("five_hour", 62.0, 1_750_003_200.0), Window("seven_day", 31.4, NOW + 86400)))
+        labels = [e.label for e in build_menu(Snapshot(now=NOW, limits=limits))]
+    finally:
+        monkeypatch.delenv("TZ")
+        _time.tzset()
+    i = next(i for i, label in enumerate(labels) if label.startswith("Proxy"))
+    assert labels[i + 1 : i + 3] == ["5-hour 62% · resets 16:00", "Weekly 31%"]
+    assert not any("5-hour" in label for label in (e.label for e in build_menu(snap())))
+
+
+def test_a_sandbox_budget_shows_in_its_submenu() -> None:
+    sb = SandboxInfo("alpha", NOW, requests=2, input_tokens=22, output_tokens=10, budget="20k/5h", budget_used=32)
+    entry = next(e for e in build_menu(Snapshot(now=NOW, sandboxes=(sb,))) if e.label.startswith("Sandboxes"))
+    assert entry.submenu[0].submenu[1].label == "2 requests · 22 in / 10 out tokens · budget 32 of 20k/5h"

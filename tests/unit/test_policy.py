@@ -2,7 +2,7 @@ import pytest
 
 from broker.core import snapshot as s
 from broker.core.config import RefreshSettings
-from broker.core.policy import Facts, backoff_delay, duration_words, refresh_due_at, token_state
+from broker.core.policy import Facts, backoff_delay, refresh_due_at, token_state
 
 R = RefreshSettings()
 
@@ -39,8 +39,3 @@ def test_backoff(attempt, jitter, retry_after, expected):
 def test_token_state(facts, state, words):
     got_state, reason = token_state(facts)
     assert got_state == state and words in reason
-
-
-@pytest.mark.parametrize("secs, words", [(0, "0 s"), (59, "59 s"), (60, "1 min"), (3599, "59 min"), (3600 * 25, "1 d 1 h")])
-def test_duration_words(secs, words):
-    assert duration_words(secs) == words

@@ -14,11 +14,14 @@ BODY = json.dumps({
 # Claude Code: fail fast instead of retrying a refused request for a minute, and stay quiet.
 CLAUDE_ENV = {"CLAUDE_CODE_MAX_RETRIES": "0", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
 
-# busybox wget, inside a container with ANTHROPIC_BASE_URL / ANTHROPIC_API_KEY / BODY set.
+# busybox wget, inside a container wired by `docker-args` (ANTHROPIC_BASE_URL, the sandbox's
+# Claude Code dir at $CLAUDE_CONFIG_DIR) with BODY set: the key comes from the stand-in login
+# (or from $KEY).
 # `timeout` bounds it (`wget -T` crashes in busybox 1.35); -S puts the status line on stderr.
 # No content-type header: --post-data always adds its own, and a second one is a 400.
 WGET_STREAM = (
-    'timeout 20 wget -S -qO- --header "x-api-key: $ANTHROPIC_API_KEY" '
+    'KEY=${KEY:-$(sed -n \'s/.*"accessToken": "\\([^"]*\\)".*/\\1/p\' "$CLAUDE_CONFIG_DIR/.credentials.json")}; '
+    'timeout 20 wget -S -qO- --header "x-api-key: $KEY" '
     '--header "anthropic-version: 2023-06-01" '
     '--post-data "$BODY" "$ANTHROPIC_BASE_URL/v1/messages"'
 )

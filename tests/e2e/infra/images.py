@@ -3,7 +3,10 @@
 `probe:latest` is busybox-static (wget, sh, timeout: a client nobody here wrote).
 `claude-code:latest` runs the real Claude Code CLI: npm's package ships a native glibc binary
 (no Node needed), so the image is that binary, the libraries `ldd` lists, busybox, CA roots
-and a HOME. `python -m tests.e2e.infra.images` builds them ahead of a test run.
+and a HOME; it runs as uid 1000, like the `node` user of Node-based images.
+`claude-root:latest` is the same image running as root (a commit of it, sharing its layer).
+`$INFERENCE_BROKER_TEST_CLAUDE` names another Claude Code binary to build them from (another
+release). `python -m tests.e2e.infra.images` builds them ahead of a test run.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ log = logging.getLogger(__name__)
 RECIPE_VERSION = "1"  # bump when a recipe below changes
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 CLAUDE_PACKAGE = "@anthropic-ai/claude-code"
+CLAUDE_ENV = "INFERENCE_BROKER_TEST_CLAUDE"
 
 
 @dataclass
@@ -69,7 +73,7 @@ def busybox_path() -> Path:
 
 def claude_binary() -> Path:
     """The native binary behind `claude` (npm's postinstall copies it over bin/claude.exe)."""
-    found = shutil.which("claude")
+    found = os.environ.get(CLAUDE_ENV) or shutil.which("claude")
     if not found:
         raise FileNotFoundError(f"the Claude Code CLI is not installed (npm install -g {CLAUDE_PACKAGE})")
     real = Path(found).resolve()
@@ -145,6 +149,30 @@ def ensure_claude_image(env: dict[str, str]) -> Built:
         return fs, changes
 
     return _ensure(env, "claude", "claude-code:latest", _digest("claude", *parts), build)
+
+
+def ensure_claude_root_image(env: dict[str, str]) -> Built:
+    """`claude-code` with USER root and HOME=/root, committed from a stopped container."""
+    base = ensure_claude_image(env)
+    start = time.monotonic()
+    tag = base.tag.replace("ib-claude:", "ib-claude-root:")
+    cached = _exists(env, tag)
+    if not cached:
+        cid = subprocess.run(["docker", "create", base.tag, "true"], env=env, check=True,
+                             capture_output=True, text=True).stdout.strip()
+        try:
+            subprocess.run(["docker", "commit", "-c", "USER 0:0", "-c", "ENV HOME=/root", "-c", "WORKDIR /root",
+                            cid, tag], env=env, check=True, capture_output=True)
+        finally:
+            subprocess.run(["docker", "rm", "-f", cid], env=env, capture_output=True, check=False)
+    subprocess.run(["docker", "tag", tag, "claude-root:latest"], env=env, check=True, capture_output=True)
+    return Built(tag, "claude-root:latest", time.monotonic() - start, cached)
+
+
+def claude_version(env: dict[str, str], image: str) -> str:
+    out = subprocess.run(["docker", "run", "--rm", "--network", "none", image, "claude", "--version"], env=env,
+                         capture_output=True, text=True, timeout=60, check=False)
+    return out.stdout.strip() or out.stderr.strip()
 
 
 def main() -> None:

@@ -1,6 +1,8 @@
-"""Which credential sources to read, in which order, from config and profile.
+"""Wiring: the credential sources a broker reads its login from, built from config and profile.
 
-The CLI (`doctor`, `status` with no broker running) and the service build the same list.
+The interface and the choice of order are core (`core.source`); this module checks what is
+on disk (the setup-token marker) and builds the adapters. The CLI (`doctor`, `status` with no
+broker running) and the service build the same list.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from broker.adapters.filesource import FileSource, default_credentials_path
 from broker.adapters.keychain import CLAUDE_SERVICE, KeychainSource, KeyringSecretSource, SecretStore
 from broker.core.config import Config
 from broker.core.profiles import Profile
-from broker.core.source import CredentialSource
+from broker.core.source import CredentialSource, source_order
 
 SETUP_TOKEN_SERVICE = "inference-broker"
 SETUP_TOKEN_ACCOUNT = "setup-token"
@@ -29,24 +31,12 @@ def setup_token_store(platform: str = sys.platform) -> SecretStore:
     return SecretStore(SETUP_TOKEN_SERVICE, SETUP_TOKEN_ACCOUNT, platform)
 
 
-def source_order(config: Config, profile: Profile, platform: str = sys.platform) -> list[str]:
-    if config.credentials.sources:
-        return list(config.credentials.sources)
-    order = list(profile.credential_sources)
-    if platform != "darwin" and "keychain" in order:
-        # Claude Code keeps its login in the file on Linux and Windows; polling a desktop
-        # keyring for an item it never writes would only raise unlock prompts.
-        order.remove("keychain")
-    if profile.auth_kind == "oauth" and setup_token_marker(config).exists():
-        order.insert(0, "setup-token")
-    return order
-
-
 def build_sources(config: Config, profile: Profile, env: Mapping[str, str] = os.environ,
                   platform: str = sys.platform) -> list[CredentialSource]:
     poll = config.refresh.keychain_poll_seconds
     out: list[CredentialSource] = []
-    for kind in source_order(config, profile, platform):
+    setup_token = profile.auth_kind == "oauth" and setup_token_marker(config).exists()
+    for kind in source_order(config, profile, platform, setup_token):
         if kind == "file":
             out.append(FileSource(config.credentials.file or default_credentials_path(env)))
         elif kind == "keychain":

@@ -1,4 +1,4 @@
-"""`doctor`'s checks: find the login, check modes and wiring, say what to do.
+"""`doctor`'s checks (the command is `doctor_cmd`): find the login, check modes and wiring, say what to do.
 
 Each check returns Findings; the CLI prints them and exits non-zero when any is a problem.
 """
@@ -19,6 +19,7 @@ from broker.core.errors import BrokerError
 from broker.core.listen import parse_listen
 from broker.core.profiles import Profile
 from broker.core.source import CredentialSource
+from broker.core.wording import CLAUDE_LOGIN_HINT
 
 OK, WARN, PROBLEM = "ok", "warning", "problem"
 
@@ -42,7 +43,7 @@ def check_sources(sources: list[CredentialSource], now: float) -> list[Finding]:
             login = source.load()
         except BrokerError as exc:
             out.append(Finding(PROBLEM, f"{source.label}: {exc.message}",
-                               "run `claude /login` on the host to write a fresh login"))
+                               f"{CLAUDE_LOGIN_HINT} to write a fresh login"))
             continue
         if login is None:
             out.append(Finding(OK, f"{source.label}: no login stored"))
@@ -60,7 +61,7 @@ def check_sources(sources: list[CredentialSource], now: float) -> list[Finding]:
         if isinstance(source, FileSource):
             out.extend(check_mode(source.path))
     if not found:
-        out.append(Finding(PROBLEM, "no Claude login found", "run `claude /login` on the host "
+        out.append(Finding(PROBLEM, "no Claude login found", f"{CLAUDE_LOGIN_HINT} "
                            "(or `inference-broker login --setup-token`)"))
     return out
 

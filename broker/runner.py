@@ -1,8 +1,9 @@
-"""Run the broker: headless on the main thread, or with the tray owning the main thread.
+"""The runner: logging, threads and the loop around one Service.
 
-pystray must own the main thread (macOS requires it), so with a tray the asyncio loop and
-the service live on a worker thread and the tray reaches them only through thread-safe
-submits.
+Headless, the loop runs on the main thread. With a tray, pystray must own the main thread
+(macOS requires it), so the asyncio loop and the service live on a worker thread and the
+tray reaches them only through thread-safe submits. Logging is quiet by default, goes to
+stderr and a private rotating file, and is scrubbed of secrets.
 """
 
 from __future__ import annotations
@@ -10,12 +11,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import threading
+from pathlib import Path
+from typing import Callable
 
+from broker.adapters.private import PrivateRotatingHandler
 from broker.core.config import Config
+from broker.core.redact import RedactingFilter
 from broker.service import Service
 
 log = logging.getLogger(__name__)
+
+
+def setup_logging(level: str = "info", log_file: Path | None = None) -> None:
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        handlers.append(PrivateRotatingHandler(log_file, 5 * 1024 * 1024, 3))  # 0600, after rotation too
+    for h in handlers:
+        h.setFormatter(fmt)
+        h.addFilter(RedactingFilter())  # on the handler: covers records from every library
+        root.addHandler(h)
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    for noisy in ("aiohttp.access", "watchdog", "asyncio", "filelock", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 async def serve(config: Config, ready: "asyncio.Future[Service] | None" = None) -> None:
@@ -28,10 +51,8 @@ async def serve(config: Config, ready: "asyncio.Future[Service] | None" = None) 
             ready.set_exception(exc)
         await service.stop()
         raise
-    loop = asyncio.get_running_loop()
     if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, service.stopped.set)
+        on_stop_signals(asyncio.get_running_loop(), service.stopped.set)
     if ready is not None and not ready.done():
         ready.set_result(service)
     try:
@@ -41,13 +62,23 @@ async def serve(config: Config, ready: "asyncio.Future[Service] | None" = None) 
         await service.stop()
 
 
+def on_stop_signals(loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -> None:
+    """SIGTERM and SIGINT call `stop` on the loop. Windows' loops have no `add_signal_handler`:
+    there a plain handler hands the call to the loop instead."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop)
+        except NotImplementedError:
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop))
+
+
 def run_headless(config: Config) -> int:
     asyncio.run(serve(config))
     return 0
 
 
 def run_with_tray(config: Config) -> int:
-    from broker import tray
+    from broker import tray  # noqa: PLC0415 - pystray only when a tray runs
 
     loop = asyncio.new_event_loop()
     ready: asyncio.Future[Service] = loop.create_future()

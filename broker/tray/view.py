@@ -3,141 +3,43 @@
 Threads: pystray owns the main thread (macOS requires it); the service lives on an asyncio
 loop in a worker thread. Menu callbacks only schedule work on that loop; the service calls
 back on its loop thread with each new snapshot, and the tray redraws icon, tooltip and menu
-from the pure model in `broker.core.menu`. pystray is imported lazily, because importing it
-without a display raises.
+from the pure model in `broker.core.menu`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import shutil
 import signal
-import subprocess
-import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from broker.core.actions import Action
-from broker.core.menu import MenuEntry, build_menu, icon_state, tooltip
+from broker.core.limit_alerts import alerts
+from broker.adapters.atomic import write_private
+from broker.core.menu import MenuEntry, build_menu, icon_state, status_text, tooltip
 from broker.core.notify import baseline, notification
 from broker.core.snapshot import Snapshot
+from broker.tray.backend import MENU_BACKENDS, _import_pystray, backend_name, icon_class
+from broker.tray.desktop import copy_to_clipboard, open_path, open_with_desktop
 
 log = logging.getLogger(__name__)
+
+# Without a menu (xorg) a left click runs the one default item: the dashboard shows everything
+# the menu would; the status text stands in when the dashboard could not start.
+CLICK_FOR_DASHBOARD = MenuEntry("Open dashboard", Action.OPEN_DASHBOARD, default=True)
+CLICK_FOR_STATUS = MenuEntry("Show status", Action.SHOW_STATUS, default=True)
 
 APP_NAME = "inference-broker"
 RERENDER_SECONDS = 30.0  # "valid for 5 h 12 min" stays true to the minute between state changes
 POLL_SECONDS = 0.5  # how soon the tray notices that the service's loop has stopped
-FACE_LOCAL = {Action.COPY_DOCKER_FLAGS, Action.OPEN_AUDIT_LOG, Action.OPEN_CONFIG}
-MENU_BACKENDS = ("appindicator", "gtk", "darwin", "win32")  # xorg draws an icon with no menu
-
-# (command, args, the display it needs) for tools that read the clipboard's new text on stdin.
-CLIPBOARD_TOOLS = (
-    ("wl-copy", (), "WAYLAND_DISPLAY"),
-    ("xclip", ("-selection", "clipboard"), "DISPLAY"),
-    ("xsel", ("--clipboard", "--input"), "DISPLAY"),
-    ("pbcopy", (), None),
-    ("clip", (), None),
-)
-
-
-def _import_pystray() -> ModuleType:
-    import pystray  # noqa: PLC0415 - lazy: raises without a display
-
-    return pystray
-
-
-def backend_name(pystray: ModuleType) -> str:
-    return pystray.Icon.__module__.rsplit(".", 1)[-1].lstrip("_")
-
-
-def display_available(env: Mapping[str, str] | None = None, platform: str | None = None) -> tuple[bool, str]:
-    """Whether a tray icon can be shown here, and why not when it can't.
-
-    pystray tries PYSTRAY_BACKEND if set, else appindicator, then gtk (both give a real
-    menu), then xorg; we report which one it found.
-    """
-    env = os.environ if env is None else env
-    platform = sys.platform if platform is None else platform
-    if platform not in ("darwin", "win32") and not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")):
-        return False, "no DISPLAY or WAYLAND_DISPLAY, so no tray"
-    try:
-        pystray = _import_pystray()
-    except Exception as exc:  # pystray raises Xlib, ImportError, ValueError, ...
-        return False, f"no tray backend could start ({type(exc).__name__}: {exc})"
-    name = backend_name(pystray)
-    if name in ("dummy", "base"):  # the dummy backend's Icon is the abstract base class
-        return False, "the dummy tray backend shows no icon"
-    return True, f"tray backend: {name}"
-
-
-# -- desktop helpers for face-local actions ----------------------------------------------
-
-
-def copy_to_clipboard(text: str, which: Callable[[str], str | None] = shutil.which) -> str | None:
-    """Put `text` on the clipboard with the first tool found; returns its name or None."""
-    for tool, args, display in CLIPBOARD_TOOLS:
-        path = which(tool)
-        if not path or (display and not os.environ.get(display)):
-            continue
-        # Output to DEVNULL: xclip stays in the background serving the selection, and would
-        # hold a captured pipe open forever.
-        result = subprocess.run(
-            [path, *args], input=text.encode(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10
-        )
-        if result.returncode == 0:
-            return tool
-        log.warning("%s could not set the clipboard (exit %s)", tool, result.returncode)
-    return None
-
-
-def open_path(path: Path) -> None:
-    """Open a file with the desktop's default application."""
-    if sys.platform == "win32":
-        os.startfile(path)  # type: ignore[attr-defined]  # noqa: S606
-        return
-    opener = "open" if sys.platform == "darwin" else "xdg-open"
-    subprocess.run([opener, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
-
-
-# -- the icon ----------------------------------------------------------------------------
-
-
-class _NoNotifier:
-    def notify(self, *args: Any) -> None:
-        pass
-
-    def hide(self) -> None:
-        pass
-
-
-def icon_class(pystray: ModuleType) -> type:
-    """pystray's Icon, made to survive a desktop whose notification service is broken.
-
-    The GTK backends reach the notification service over D-Bus while starting and give up
-    on the whole icon if that fails (seen: a daemon that crashes on activation). A tray
-    without notifications is still a tray. (Relies on pystray 0.19's `_initialize`.)
-    """
-    base = pystray.Icon
-    if backend_name(pystray) not in ("appindicator", "gtk"):
-        return base
-
-    class Icon(base):  # type: ignore[misc, valid-type]
-        def _initialize(self) -> None:
-            try:
-                super()._initialize()
-            except Exception as exc:
-                log.warning("desktop notifications unavailable: %s", exc)
-                self._notifier = _NoNotifier()
-                self.HAS_NOTIFICATION = False
-                self._mark_ready()
-
-    return Icon
-
+DOCK_CHECKS = 120  # xorg: polls (a minute) to check that a tray took the icon
+FACE_LOCAL = {Action.COPY_DOCKER_FLAGS, Action.OPEN_AUDIT_LOG, Action.OPEN_CONFIG, Action.SHOW_STATUS,
+              Action.OPEN_DASHBOARD}
+STATUS_FILE = "tray-status.txt"  # in the state dir: what a menu-less tray opens on a click
 
 
 class Tray:
@@ -152,8 +54,12 @@ class Tray:
         self._entries: tuple[MenuEntry, ...] | None = None
         self._state: str | None = None
         self._settled: Snapshot | None = None
+        self._limits: Any = None  # the plan limits last rendered, for crossing alerts
         self._stopped = threading.Event()
+        self._fresh = threading.Event()  # a snapshot waits in _latest for the tray's thread
+        self._latest: Snapshot | None = None
         self._shown = False
+        self.has_menu = backend_name(pystray) in MENU_BACKENDS
         snap = self._call_on_loop(service.snapshot)
         self.icon = icon_class(pystray)(APP_NAME, title=tooltip(snap))
         self.render(snap)
@@ -162,7 +68,7 @@ class Tray:
 
     def render(self, snap: Snapshot) -> None:
         """Bring icon, tooltip and menu up to date with `snap`; notify if it's news."""
-        from broker.icons import icon_image  # noqa: PLC0415 - pillow only when a tray runs
+        from broker.tray.icons import icon_image  # noqa: PLC0415 - pillow only when a tray runs
 
         with self._lock:
             state = icon_state(snap)
@@ -170,18 +76,24 @@ class Tray:
                 self.icon.icon = icon_image(state)
                 self._state = state
             self.icon.title = tooltip(snap)
-            entries = build_menu(snap)
+            entries = build_menu(snap) if self.has_menu else (self._click_entry(),)
             if entries != self._entries:
                 self._entries = entries
                 self.icon.menu = self._menu(entries)  # the setter calls update_menu()
             news = notification(self._settled, snap)
+            said = alerts(self._limits, snap.limits) if self._settled is not None else []
+            self._limits = snap.limits or self._limits
             self._settled = baseline(self._settled, snap)
-        if news and self.icon.HAS_NOTIFICATION:
-            title, message = news
+        for title, message in ([news] if news else []) + said:
+            if not self.icon.HAS_NOTIFICATION:
+                break
             try:
                 self.icon.notify(message, title)
             except Exception:  # no notification daemon: the icon already says it
                 log.debug("notification not shown", exc_info=True)
+
+    def _click_entry(self) -> MenuEntry:
+        return CLICK_FOR_DASHBOARD if self.service.dashboard is not None else CLICK_FOR_STATUS
 
     # Tray -> service (called on the tray's thread) -------------------------------------
 
@@ -239,7 +151,7 @@ class Tray:
     async def _face_local(self, action: Action) -> None:
         """Desktop chores: read what's needed on the loop, do the blocking part in a thread."""
         if action == Action.COPY_DOCKER_FLAGS:
-            flags = self.service.docker_run_flags()
+            flags = await asyncio.to_thread(self.service.docker_run_flags)  # runs `ip`
             tool = await asyncio.to_thread(copy_to_clipboard, flags)
             if tool:
                 log.info("docker run flags copied to the clipboard (%s)", tool)
@@ -248,11 +160,19 @@ class Tray:
                 if self.icon.HAS_NOTIFICATION:
                     self.icon.notify(flags, "docker run flags")
             return
+        if action == Action.OPEN_DASHBOARD:
+            if self.service.dashboard is None:
+                raise RuntimeError(self.service.dashboard_error)
+            await asyncio.to_thread(open_with_desktop, self.service.dashboard.login_url())
+            return
         paths = self.service.paths
-        path = paths.audit_log if action == Action.OPEN_AUDIT_LOG else paths.config_file
-        if not Path(path).exists():
-            raise FileNotFoundError(f"{path} does not exist yet")
-        await asyncio.to_thread(open_path, Path(path))
+        if action == Action.SHOW_STATUS:
+            status = Path(paths.state_dir) / STATUS_FILE
+            await asyncio.to_thread(write_private, status, status_text(self.service.snapshot()).encode())
+            await asyncio.to_thread(open_path, status)
+            return
+        path = Path(paths.audit_log if action == Action.OPEN_AUDIT_LOG else paths.config_file)
+        await asyncio.to_thread(open_path, path)
 
     # Lifecycle -------------------------------------------------------------------------
 
@@ -263,8 +183,17 @@ class Tray:
         return asyncio.run_coroutine_threadsafe(call(), self.loop).result(timeout=30)
 
     def _on_snapshot(self, snap: Snapshot) -> None:
+        """On the loop thread: hand the snapshot to the tray's thread, never wait for it
+        (pystray's xorg backend blocks a drawing thread until its X thread has drawn)."""
+        self._latest = snap
+        self._fresh.set()
+
+    def _draw_latest(self) -> None:
+        self._fresh.clear()
+        if self._latest is None or self._stopped.is_set():
+            return
         try:
-            self.render(snap)
+            self.render(self._latest)
         except Exception:
             log.exception("tray could not show the new state")
 
@@ -282,14 +211,22 @@ class Tray:
         GLib.idle_add(restore)
 
     def _watch(self, icon: Any) -> None:
-        """pystray's setup thread: show the icon, then keep the words fresh and notice when
-        the service's loop has gone (the broker was stopped some other way)."""
+        """pystray's setup thread: show the icon, draw each new snapshot, keep the words
+        fresh, and notice when the service's loop has gone (the broker was stopped some
+        other way)."""
         self._keep_sigint(self._sigint)
         icon.visible = True
         self._shown = True
         log.info("tray icon shown (%s backend)", backend_name(self.pystray))
         waited = 0.0
-        while not self._stopped.wait(POLL_SECONDS):
+        docked = getattr(icon, "docked_or_asked", lambda: True)  # xorg: ask the tray again if need be
+        checks_left = DOCK_CHECKS
+        while not self._stopped.is_set():
+            if self._fresh.wait(POLL_SECONDS):
+                self._draw_latest()
+                continue
+            if checks_left:
+                checks_left = 0 if docked() else checks_left - 1
             if not self.loop.is_running():
                 log.info("service loop ended; closing the tray")
                 self.stop()
@@ -331,5 +268,9 @@ def run_tray(service: Any, loop: asyncio.AbstractEventLoop, shutdown: Callable[[
     pystray = _import_pystray()
     backend = backend_name(pystray)
     if backend not in MENU_BACKENDS:
-        log.warning("tray backend %s has no menu; install python3-gi and AppIndicator for one", backend)
+        log.warning("tray backend %s has no menu: a left click on the icon opens the dashboard (the status "
+                    "when the dashboard is off). For the full "
+                    "menu, install python3-gi and AyatanaAppIndicator3 (Debian: apt install python3-gi "
+                    "gir1.2-ayatanaappindicator3-0.1) and run the broker from a Python that can import gi "
+                    "(a venv made with --system-site-packages)", backend)
     Tray(service, loop, shutdown, pystray).run()

@@ -1,0 +1,250 @@
+"""One admitted request, upstream and back: body, token, header rewrite, chunk-by-chunk relay.
+
+The proxy server (`adapters.proxy`) has already checked Host, Origin, path, key and pause.
+Here: the body limit and the in-flight byte budget (`core.inflight`: a body is held until it
+is sent, per sandbox and in total), the current token (refreshed first if it is close to
+expiry), the rewrite, and the relay, which masks any known secret an upstream echoes into a
+body (`core.scrub`, across chunk boundaries). A 401 from upstream forces one refresh and one
+retry. What happened is written into the request's `Exchange`, which becomes its audit line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
+
+from broker.adapters.upstream import Upstream
+from broker.core.config import ProxySettings
+from broker.core.errors import NotLoggedIn
+from broker.core.guards import Refusal, check_body_size, refusal
+from broker.core.headers import DECODED_ENCODINGS, rewrite_request_headers, rewrite_response_headers
+from broker.core.inflight import InflightBytes
+from broker.core.ports import TokenProvider
+from broker.core.profiles import Profile
+from broker.core.redact import REGISTRY
+from broker.core.scrub import StreamScrubber
+from broker.core.usage import SSEUsageTracker, Usage, plan_limits, usage_from_json
+
+log = logging.getLogger(__name__)
+
+JSON_USAGE_LIMIT = 4 * 1024 * 1024  # keep at most this much of a JSON reply to read `usage`
+
+
+@dataclass
+class Exchange:
+    """What one proxied request did, for the audit trail and the sandbox's usage."""
+
+    sandbox: str
+    method: str
+    path: str
+    model: str | None = None
+    status: int | None = None
+    outcome: str | None = None
+    retried_after_401: bool = False
+    usage: Usage | None = None
+    latency_ms: float | None = None
+    secrets_scrubbed: int = 0  # secrets an upstream echoed into the body, masked on the way out
+    client: str = "unknown"  # the client product, from the user agent
+
+    def record(self, now: float) -> dict[str, Any]:
+        """The audit line: names, model, status, token counts, latency; never a secret."""
+        out: dict[str, Any] = {"sandbox": self.sandbox, "method": self.method, "path": self.path}
+        for name in ("model", "status", "outcome", "latency_ms", "client"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.retried_after_401:
+            out["retried_after_401"] = True
+        if self.secrets_scrubbed:
+            out["secrets_scrubbed"] = self.secrets_scrubbed
+        u = self.usage
+        if u is not None:
+            out["model"] = u.model or self.model
+            out.update(input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+                       cache_read_input_tokens=u.cache_read_input_tokens,
+                       cache_creation_input_tokens=u.cache_creation_input_tokens)
+        out["time"] = round(now, 3)
+        return out
+
+
+class Refused(Exception):
+    """The broker answers this request itself, with `refusal`."""
+
+    def __init__(self, refusal: Refusal, headers: dict[str, str] | None = None, close: bool = False) -> None:
+        super().__init__(refusal.message)
+        self.refusal, self.headers, self.close = refusal, headers, close
+
+    def response(self) -> web.Response:
+        resp = error_response(self.refusal, self.headers)
+        if self.close:  # the rest of the body is not read: the connection cannot carry another request
+            resp.force_close()
+        return resp
+
+
+def error_response(r: Refusal, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(r.body(), status=r.status, headers=headers)
+
+
+class Forwarder:
+    def __init__(self, *, profile: Profile, upstream: Upstream, tokens: TokenProvider, settings: ProxySettings,
+                 token_margin: float, on_limits: Callable[[Any], None] = lambda headers: None) -> None:
+        self.profile, self.upstream, self.tokens = profile, upstream, tokens
+        self.settings, self.token_margin = settings, token_margin
+        self.plan_limits: dict[str, str] = {}  # the latest plan-limit headers upstream sent
+        self.inflight = InflightBytes(settings.max_inflight_bytes_per_sandbox, settings.max_inflight_bytes)
+        self.secrets_scrubbed = 0  # since start, over all responses
+        self.on_limits = on_limits  # sees each response's headers that carry plan limits
+
+    async def forward(self, request: web.Request, key: str, headers: list[tuple[str, str]],
+                      ex: Exchange) -> web.StreamResponse:
+        held = [0]  # body bytes reserved against the in-flight budget, released when done
+        try:
+            return await self._forward(request, key, headers, ex, held)
+        finally:
+            self.inflight.release(ex.sandbox, held[0])
+
+    async def _forward(self, request: web.Request, key: str, headers: list[tuple[str, str]], ex: Exchange,
+                       held: list[int]) -> web.StreamResponse:
+        try:
+            body = await self._read_body(request, ex.sandbox, held)
+            if request.headers.get("Content-Encoding", "").strip().lower() in DECODED_ENCODINGS:
+                # aiohttp decoded the body: say so upstream, or it would try to decode it again.
+                headers = [(k, v) for k, v in headers if k.lower() != "content-encoding"]
+            doc = _json_object(body) if body else None
+            if request.method == "POST" and body and doc is None:
+                raise Refused(refusal(400, "request body must be a JSON object"))
+            model = doc.get("model") if doc else None
+            ex.model = model if isinstance(model, str) else None
+            token = await self._token(self.token_margin)
+            up = await self._send(request, headers, body, token, key)
+            if up.status == 401:
+                # The token may have been revoked early: refresh once (single-flight) and retry once;
+                # with no newer token to try, the client gets the upstream's 401 as it was.
+                await self.tokens.refresh("upstream 401", failed_token=token)
+                try:
+                    new_token = await self.tokens.token()
+                except NotLoggedIn:
+                    new_token = token
+                if new_token != token:
+                    up.release()
+                    ex.retried_after_401 = True
+                    token = new_token
+                    up = await self._send(request, headers, body, token, key)
+        except Refused as refused:
+            ex.status = refused.refusal.status
+            return refused.response()
+        return await self._relay(request, up, [token, key], ex)
+
+    async def _read_body(self, request: web.Request, name: str, held: list[int]) -> bytearray:
+        """The body, each chunk reserved against the in-flight budget first (`held` counts)."""
+        limit = self.settings.max_body_bytes
+        body = bytearray()
+        try:
+            async for chunk in request.content.iter_chunked(65536):
+                if len(body) + len(chunk) > limit:
+                    bad = check_body_size(str(len(body) + len(chunk)), limit)
+                    assert bad is not None
+                    raise Refused(bad)
+                status = self.inflight.reserve(name, len(chunk))
+                if status is not None:
+                    whose = "this sandbox's requests" if status == 429 else "all sandboxes' requests"
+                    raise Refused(refusal(status, f"too many request bytes in flight ({whose} at once); "
+                                                  "retry shortly"), {"Retry-After": "1"}, close=True)
+                held[0] += len(chunk)
+                body += chunk
+        except RequestPayloadError as exc:  # e.g. a gzip body that is not gzip
+            raise Refused(refusal(400, "the request body could not be read "
+                                       f"({str(exc).splitlines()[-1].strip()})")) from None
+        return body
+
+    async def _token(self, min_valid: float) -> str:
+        try:
+            return await self.tokens.token(min_valid=min_valid)
+        except NotLoggedIn as exc:
+            raise Refused(refusal(503, f"inference-broker has no usable Claude login: {exc.message}")) from None
+
+    async def _send(self, request: web.Request, headers: list[tuple[str, str]], body: bytearray,
+                    token: str, key: str) -> aiohttp.ClientResponse:
+        out = rewrite_request_headers(headers, auth_header=self.profile.auth_header,
+                                      auth_value=self.profile.auth_value(token),
+                                      mandatory=self.profile.mandatory_headers, secrets=[key])
+        try:
+            return await self.upstream.send(request.method, request.raw_path, out, body)
+        except asyncio.TimeoutError:
+            raise Refused(refusal(504, "the upstream API did not answer in time")) from None
+        except aiohttp.ClientError as exc:
+            log.warning("upstream unreachable: %s", type(exc).__name__)
+            raise Refused(refusal(502, f"cannot reach the upstream API ({type(exc).__name__})")) from None
+
+    async def _relay(self, request: web.Request, up: aiohttp.ClientResponse, secrets: list[str],
+                     ex: Exchange) -> web.StreamResponse:
+        ex.status = up.status
+        limits = plan_limits(up.headers)
+        if limits:
+            self.plan_limits = limits
+            self.on_limits(up.headers)
+        try:
+            out_headers = rewrite_response_headers(
+                [(k.decode("latin-1"), v.decode("latin-1")) for k, v in up.raw_headers], secrets)
+            resp = web.StreamResponse(status=up.status, reason=up.reason)
+            for k, v in out_headers:
+                resp.headers.add(k, v)
+            tracker = SSEUsageTracker() if up.content_type == "text/event-stream" else None
+            # An upstream that echoes request headers must not hand a sandbox the token.
+            scrubber = StreamScrubber({*REGISTRY.snapshot(), *secrets})
+            kept: list[bytes] = []
+            kept_size = 0
+            await resp.prepare(request)
+            try:
+                async for chunk in up.content.iter_any():
+                    if tracker is not None:
+                        tracker.feed(chunk)
+                    elif kept_size < JSON_USAGE_LIMIT:
+                        kept.append(chunk)
+                        kept_size += len(chunk)
+                    await resp.write(scrubber.feed(chunk))
+            except (asyncio.TimeoutError, aiohttp.ClientPayloadError) as exc:
+                # Half a reply must not look whole: cut the connection instead of ending cleanly.
+                silent = isinstance(exc, asyncio.TimeoutError)
+                ex.outcome = "upstream went silent" if silent else "upstream ended the stream early"
+                log.warning("%s; cutting the client's connection", ex.outcome)
+                if tracker is not None:
+                    ex.usage = tracker.result()
+                if request.transport is not None:
+                    request.transport.abort()
+                return resp
+            except asyncio.CancelledError:
+                # Ended by a revoke, a pause or a client gone: the tokens upstream already
+                # counted (message_start's input) still belong to this sandbox's usage.
+                if tracker is not None:
+                    ex.usage = tracker.result()
+                raise
+            usage = tracker.result() if tracker is not None else usage_from_json(b"".join(kept))
+            if usage is not None:
+                ex.usage = usage
+            await resp.write(scrubber.flush())
+            if scrubber.found:
+                self.secrets_scrubbed += scrubber.found
+                ex.secrets_scrubbed = scrubber.found
+                log.warning("the upstream echoed %d secret(s) into a response body; masked them", scrubber.found)
+            await resp.write_eof()
+            return resp
+        finally:
+            up.release()
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, parsed once (it also yields the model for the audit)."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None

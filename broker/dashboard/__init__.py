@@ -1,0 +1,1 @@
+"""The local dashboard's pages: what the server in `broker.adapters.dashboard` shows."""

@@ -1,0 +1,34 @@
+"""`inference-broker refresh` against a real running Service, through its real control socket."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import yaml
+
+from broker.cli import main
+
+
+def config_for(tmp_path: Path, state_dir: Path) -> str:
+    """A config file naming the running broker's state dir: where the CLI finds its socket."""
+    path = tmp_path / "cli.yaml"
+    path.write_text(yaml.safe_dump({"state_dir": str(state_dir)}))
+    return str(path)
+
+
+async def test_refresh_says_the_whole_reason_from_the_status_data(make_broker, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The token endpoint's description may span lines: the command prints all of it, not the
+    second line of `status`'s rendering."""
+    b = await make_broker()
+    b.endpoint.fail_next(500, {"error": "server_error", "error_description": "overloaded\nplease retry later"})
+    code = await asyncio.to_thread(main, ["--config", config_for(tmp_path, b.state_dir), "refresh"])
+    out = capsys.readouterr().out
+    assert code == 0  # a failed refresh with a token still valid is not an outage
+    assert out.startswith("token:    expiring (max plan): refresh failing: the token endpoint failed (500 server_error")
+    assert "please retry later" in out and "token still valid for" in out
+    assert b.endpoint.calls == 1
+    for secret in b.secrets().values():
+        assert secret not in out

@@ -1,0 +1,67 @@
+"""The per-sandbox Claude Code config as data: a stand-in login that can never be refreshed,
+onboarding done, the chosen work folder trusted, and Claude Code's own state kept on rewrite."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from broker.core import claude_config as cc
+from broker.core.errors import BrokerError
+
+KEY = "sk-ib-" + "k" * 43
+
+
+def test_stand_in_login_carries_the_key_and_plan_and_a_useless_refresh_token() -> None:
+    doc = cc.credentials_doc(KEY, cc.Plan("max", "default_claude_max_20x"))
+    oauth = doc["claudeAiOauth"]
+    assert oauth["accessToken"] == KEY
+    assert oauth["refreshToken"] == cc.STAND_IN_REFRESH  # "" would read as a dead login in 2.1.3xx
+    assert not oauth["refreshToken"].startswith("sk-ant-") and KEY not in oauth["refreshToken"]
+    assert oauth["expiresAt"] == cc.STAND_IN_EXPIRES_MS > 4_000_000_000_000
+    assert "user:inference" in oauth["scopes"]
+    assert (oauth["subscriptionType"], oauth["rateLimitTier"]) == ("max", "default_claude_max_20x")
+    assert list(doc) == ["claudeAiOauth"]  # nothing else of the host's login
+
+
+def test_unknown_plan_is_left_out() -> None:
+    oauth = cc.credentials_doc(KEY, cc.Plan())["claudeAiOauth"]
+    assert "subscriptionType" not in oauth and "rateLimitTier" not in oauth
+
+
+def test_config_skips_onboarding_and_trusts_the_work_folder() -> None:
+    doc = cc.config_doc(None, ["/workspace"])
+    assert doc == {"hasCompletedOnboarding": True, "autoUpdates": False,
+                   "projects": {"/workspace": {"hasTrustDialogAccepted": True}}}
+    assert cc.config_doc(None) == {"hasCompletedOnboarding": True, "autoUpdates": False}
+
+
+def test_rewrite_keeps_claude_codes_own_state() -> None:
+    existing = {"numStartups": 3, "userID": "u", "projects": {"/w": {"allowedTools": ["Bash"], "lastCost": 1}},
+                "hasCompletedOnboarding": False}
+    doc = cc.config_doc(existing, ["/w", "/other"])
+    assert doc["numStartups"] == 3 and doc["userID"] == "u" and doc["hasCompletedOnboarding"] is True
+    assert doc["projects"]["/w"] == {"allowedTools": ["Bash"], "lastCost": 1, "hasTrustDialogAccepted": True}
+    assert doc["projects"]["/other"] == {"hasTrustDialogAccepted": True}
+    assert existing["hasCompletedOnboarding"] is False  # the input is not changed
+
+
+@pytest.mark.parametrize("text, parsed", [('{"a": 1}', {"a": 1}), ("[1]", None), ("{", None)])
+def test_parse_config(text: str, parsed: object) -> None:
+    assert cc.parse_config(text) == parsed
+
+
+def test_dumps_is_json() -> None:
+    assert json.loads(cc.dumps({"a": 1})) == {"a": 1}
+
+
+@pytest.mark.parametrize("path, ok", [("/workspace", "/workspace"), ("/w/", "/w"), ("/", "/")])
+def test_workdir_accepted(path: str, ok: str) -> None:
+    assert cc.check_workdir(path) == ok
+
+
+@pytest.mark.parametrize("path", ["workspace", "/a/../b", "./x", ""])
+def test_workdir_refused(path: str) -> None:
+    with pytest.raises(BrokerError, match="absolute"):
+        cc.check_workdir(path)
