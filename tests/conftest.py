@@ -9,7 +9,7 @@ import pytest
 from tests.fakes.token_endpoint import FakeTokenEndpoint
 
 # A test's layer is its directory: `-m "not integration"` must leave out every file there.
-MARKER_BY_DIRECTORY = {"integration": "integration", "e2e": "e2e"}
+MARKER_BY_DIRECTORY = {"integration": "integration", "e2e": "e2e", "reliability": "reliability"}
 TESTS = Path(__file__).resolve().parent
 
 

@@ -16,8 +16,6 @@ import pytest
 
 from tests.reliability.harness import Broker, start_broker
 
-pytestmark = pytest.mark.reliability
-
 FIGURES: dict[str, Any] = {"bad inputs tried": 0, "bad inputs refused": 0, "faults injected": 0,
                            "faults survived": 0, "secrets found": 0}
 

@@ -22,11 +22,12 @@ def collected_files(*args: str) -> set[str]:
     return {line.split("::", 1)[0] for line in done.stdout.splitlines() if "::" in line}
 
 
-def test_every_integration_and_e2e_test_is_marked_by_its_directory() -> None:
-    layered = {f"tests/{d}/{p.name}" for d in ("integration", "e2e") for p in (ROOT / "tests" / d).glob("test_*.py")}
+def test_every_integration_e2e_and_reliability_test_is_marked_by_its_directory() -> None:
+    layered = {f"tests/{d}/{p.name}" for d in ("integration", "e2e", "reliability")
+               for p in (ROOT / "tests" / d).glob("test_*.py")}
     unit = {f"tests/unit/{p.name}" for p in (ROOT / "tests" / "unit").glob("test_*.py")}
     assert len(layered) >= 10 and len(unit) >= 10
 
-    fast = collected_files("-m", "not integration and not e2e")
+    fast = collected_files("-m", "not integration and not e2e and not reliability")
     assert fast & layered == set()
     assert unit <= fast  # unit tests are not swept out with them
