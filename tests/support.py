@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -35,35 +33,3 @@ def require_tools(*names: str) -> None:
 def require_root() -> None:
     require(os.geteuid() == 0, "needs root (network namespaces, docker)")
 
-
-def broker_port(proc: subprocess.Popen, state: Path, stderr: Path, timeout: float = 20.0) -> int:
-    """Wait until a `broker run` process serves (listen.json written, control socket up); its port."""
-    import json
-    import time
-
-    from broker.adapters import control
-
-    listen = state / "listen.json"
-    deadline = time.monotonic() + timeout
-    while not (listen.exists() and control.is_running(state / "broker.sock")):
-        assert proc.poll() is None, f"the broker exited: {stderr.read_text()}"
-        assert time.monotonic() < deadline, f"broker not ready within {timeout} s"
-        time.sleep(0.02)
-    (bound,) = json.loads(listen.read_text())["listen"]
-    return int(bound.rsplit(":", 1)[1])
-
-
-def stop_broker(proc: subprocess.Popen, timeout: float = 15.0) -> bool:
-    """SIGTERM, then SIGKILL after `timeout`; True if SIGTERM was enough."""
-    import signal
-
-    if proc.poll() is not None:
-        return True
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-        return True
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-        return False

@@ -35,6 +35,7 @@ class BrokerProcess:
     env_extra: dict[str, str] = field(default_factory=dict)  # e.g. a desktop's DISPLAY and session bus
     config_flag: bool = False  # pass `--config FILE` instead of setting $INFERENCE_BROKER_CONFIG
     executable: str = sys.executable  # another Python (e.g. one without some package) runs it
+    nofile: int | None = None  # an fd limit for the process (soft and hard), e.g. to flood it
     issued: list[str] = field(default_factory=list)  # every sandbox key handed out (must never leak)
     proc: subprocess.Popen[bytes] | None = None
     bound: list[str] = field(default_factory=list)  # "host:port" as the broker reports them
@@ -116,12 +117,18 @@ class BrokerProcess:
             self.write_config()
         with self.output.open("wb") as out:
             self.proc = subprocess.Popen(self.argv(*(args or ("run", "--no-tray")), python=python), env=self.env,
-                                         cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+                                         cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                         preexec_fn=self._limit_fds if self.nofile is not None else None)
         try:
             eventually(self._ready, timeout, "the broker to listen")
         except AssertionError as exc:
             raise AssertionError(f"{exc}:\n{self.output_text()[-3000:]}") from None
         return self
+
+    def _limit_fds(self) -> None:  # in the child, before exec
+        import resource  # POSIX only, like the limit itself
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def _ready(self) -> bool:
         assert self.proc is not None

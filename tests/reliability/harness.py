@@ -12,38 +12,26 @@ import asyncio
 import contextlib
 import json
 import os
-import resource
+import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
 from aiohttp import web
 
+from tests.fakes.broker_process import BrokerProcess
 from tests.fakes.login import write_login
 from tests.fakes.threaded import ServerURL, serve_in_thread
 from tests.fakes.token_endpoint import FakeTokenEndpoint
 from tests.fakes.upstream import FakeAnthropic, Received, sse_event
-from tests.support import broker_port, stop_broker
 
-REPO = Path(__file__).resolve().parents[2]
 REQUEST = {"model": "claude-haiku-4-5", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
-SDK_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "CLAUDE_CONFIG_DIR",
-           "INFERENCE_BROKER_CONFIG", "DISPLAY")
 FAULT_HEADER = "x-test-fault"
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s")
-        time.sleep(0.02)
+SANDBOX_DIRS = "sandboxes"  # state/sandboxes/NAME: a sandbox's own Claude Code dir
 
 
 class FaultyUpstream:
@@ -102,37 +90,49 @@ class FaultyUpstream:
 
 @dataclass
 class Broker:
-    proc: subprocess.Popen
-    env: dict[str, str]
-    state: Path
-    creds: Path
-    log: Path
+    """The broker process (the shared harness) with its fakes and everything sent on the wire."""
+
+    process: BrokerProcess
     endpoint: FakeTokenEndpoint
     fake: FakeAnthropic
     upstream: FaultyUpstream
     upstream_url: ServerURL
-    port: int = 0
     keys: dict[str, str] = field(default_factory=dict)
     # every (request, reply) on the wire: a reply may echo what its own client sent (aiohttp's
     # 400 page quotes a malformed header), never a secret that client did not have
     exchanges: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        assert self.process.proc is not None
+        return self.process.proc
+
+    @property
+    def state(self) -> Path:
+        return self.process.state_dir
+
+    @property
+    def creds(self) -> Path:
+        return self.process.creds
+
+    @property
+    def log(self) -> Path:
+        return self.process.output
+
+    @property
+    def port(self) -> int:
+        return self.process.port
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def cli(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, "-m", "broker", *args], env=self.env, cwd=REPO,
-                              capture_output=True, text=True, timeout=60)
-        if ok:
-            assert done.returncode == 0, (args, done.stdout, done.stderr)
-        return done
+    def cli(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.process.cli(*args, check=ok, timeout=60)
 
     def sandbox_add(self, name: str) -> str:
-        key = self.cli("sandbox", "add", name).stdout.strip()
-        assert key.startswith("sk-ib-")
-        self.keys[name] = key
-        return key
+        self.keys[name] = self.process.add_sandbox(name)
+        return self.keys[name]
 
     def status(self) -> dict[str, Any]:
         out = self.cli("status", "--json").stdout
@@ -153,14 +153,22 @@ class Broker:
         return [*self.keys.values(), *e.valid_access, *e.live_refresh, *e.spent_refresh]
 
     def leaks(self) -> list[str]:
-        """Secrets found in anything a client, the audit trail or the logs were given."""
+        """Secrets found in anything a client, the audit trail or the logs were given.
+
+        A sandbox's own Claude Code dir (state/sandboxes/NAME, mounted into that sandbox) holds
+        its own key by design; any other secret there is a leak.
+        """
         found = [f"response: {s[:14]}…" for sent, reply in self.exchanges for s in self.secrets()
                  if s.encode() in reply and s.encode() not in sent]
-        places = {f.name: f.read_bytes() for f in self.state.rglob("*")
+        places = {str(f.relative_to(self.state)): f.read_bytes() for f in self.state.rglob("*")
                   if f.is_file() and f.suffix != ".db" and not f.name.endswith((".sock", ".lock"))}
-        places["stderr"] = self.log.read_bytes() if self.log.exists() else b""
+        places["broker output"] = self.log.read_bytes() if self.log.exists() else b""
         return found + [f"{where}: {s[:14]}…" for s in self.secrets() for where, data in places.items()
-                        if s.encode() in data]
+                        if s.encode() in data and s != self._own_key(where)]
+
+    def _own_key(self, where: str) -> str | None:
+        parts = Path(where).parts
+        return self.keys.get(parts[1]) if len(parts) > 2 and parts[0] == SANDBOX_DIRS else None
 
     def raw(self, data: bytes, *, src: str | None = None, timeout: float = 10.0) -> tuple[int, bytes]:
         """Send raw bytes; return (status or 0 if closed without a reply, whole reply)."""
@@ -209,48 +217,30 @@ def body_of(reply: bytes) -> bytes:
 @contextlib.contextmanager
 def start_broker(tmp: Path, *, proxy: dict[str, Any] | None = None, nofile: int | None = None,
                  write_creds: Callable[[Path, FakeTokenEndpoint], None] | None = None,
-                 audit: dict[str, Any] | None = None, wait_ready: bool = True) -> Iterator[Broker]:
+                 audit: dict[str, Any] | None = None) -> Iterator[Broker]:
     """A broker process on 127.0.0.1:0 between the fakes; stopped (and checked) on exit."""
     endpoint = FakeTokenEndpoint()
-    holder: list[Broker] = []
-    fake = FakeAnthropic(valid_tokens=lambda: endpoint.valid_access,
-                         forbidden=lambda: list(holder[0].keys.values()) if holder else ())
+    process = BrokerProcess(tmp, nofile=nofile)
+    fake = FakeAnthropic(valid_tokens=lambda: endpoint.valid_access, forbidden=lambda: process.issued)
     faulty = FaultyUpstream(fake)
-    creds = tmp / "claude" / ".credentials.json"
-    creds.parent.mkdir(parents=True, exist_ok=True)
+    process.creds.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if write_creds is not None:
-        write_creds(creds, endpoint)
+        write_creds(process.creds, endpoint)
     else:
         access, refresh = endpoint.issue()
-        write_login(creds, access, refresh, time.time() + 8 * 3600)
-    state, config, log = tmp / "state", tmp / "config.yaml", tmp / "broker.stderr"
+        write_login(process.creds, access, refresh, time.time() + 8 * 3600)
     with serve_in_thread(endpoint.make_app) as token_srv, serve_in_thread(faulty.make_app) as upstream:
-        config.write_text(yaml.safe_dump({
-            "listen": ["127.0.0.1:0"], "state_dir": str(state), "upstream_url": str(upstream),
-            "token_url": f"{token_srv}/v1/oauth/token",
-            "credentials": {"sources": ["file"], "file": str(creds)},
-            "refresh": {"request_timeout_seconds": 5},
-            "proxy": {"connect_timeout_seconds": 5, "read_idle_timeout_seconds": 2, **(proxy or {})},
-            "audit": audit or {},
-        }))
-        env = {k: v for k, v in os.environ.items() if k not in SDK_ENV}
-        env.update(HOME=str(tmp / "home"), INFERENCE_BROKER_CONFIG=str(config), PYTHONPATH=str(REPO),
-                   PYTHONUNBUFFERED="1")
-
-        def limit() -> None:
-            if nofile is not None:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
-        with open(log, "wb") as err:
-            proc = subprocess.Popen([sys.executable, "-m", "broker", "run", "--no-tray"], env=env, cwd=REPO,
-                                    stdout=subprocess.DEVNULL, stderr=err, preexec_fn=limit)
-        b = Broker(proc, env, state, creds, log, endpoint, fake, faulty, upstream)
-        holder.append(b)
+        process.settings.update(
+            upstream_url=str(upstream), token_url=f"{token_srv}/v1/oauth/token",
+            refresh={"request_timeout_seconds": 5},
+            proxy={"connect_timeout_seconds": 5, "read_idle_timeout_seconds": 2, **(proxy or {})},
+            audit=audit or {},
+        )
+        b = Broker(process, endpoint, fake, faulty, upstream)
         try:
-            if wait_ready:
-                b.port = broker_port(proc, state, log)
+            process.start()
             yield b
         finally:
-            if not stop_broker(proc):
+            if process.stop() == -signal.SIGKILL:
                 raise AssertionError("the broker did not stop on SIGTERM")
     assert fake.problems == [], fake.problems[:5]

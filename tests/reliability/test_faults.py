@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.harness import start_broker, wait_for
+from tests.fakes.eventually import eventually
+from tests.reliability.harness import start_broker
 from tests.reliability.load import EXPECTED, exchange
 
 
@@ -51,7 +52,7 @@ def test_a_thousand_requests_with_faults_leave_fds_and_rss_at_baseline(tmp_path:
         bad = [r for r in results if r[1] != "as expected"]
         assert bad == [], bad[:10]
         try:
-            wait_for(lambda: b.fds() <= fds0 + 2, 10, "fds back to the baseline")
+            eventually(lambda: b.fds() <= fds0 + 2, 10, "fds back to the baseline")
         except AssertionError:
             raise AssertionError(f"fds {fds0} -> {b.fds()}: {sorted(os.readlink(f'/proc/{b.proc.pid}/fd/{n}') for n in os.listdir(f'/proc/{b.proc.pid}/fd'))}") from None
         fds1, rss1 = b.fds(), b.rss_mib()

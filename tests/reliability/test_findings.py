@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.harness import REQUEST, Broker, body_of, start_broker, wait_for
+from tests.fakes.eventually import eventually
+from tests.reliability.harness import REQUEST, Broker, body_of, start_broker
 
 WRONG = "sk-ib-" + "W" * 43
 
@@ -64,9 +65,9 @@ def test_3_held_connections_cannot_exhaust_fds_or_flood_the_log(tmp_path: Path, 
         for _ in range(1100):  # a local user without a key, holding connections open
             held.append(socket.create_connection(("127.0.0.1", b.port)))
         held[-1].sendall(b"GET /v1/models HTTP/1.1\r\nHost: inference.local\r\n")  # a slowloris, too
-        wait_for(lambda: b.fds() <= 512 + base_fds + 8, 5, "the connection cap holds")
+        eventually(lambda: b.fds() <= 512 + base_fds + 8, 5, "the connection cap holds")
         assert b.post(key)[0] == 200  # the sandbox is served all along
-        wait_for(lambda: b.fds() <= base_fds + 4, 20, "idle unauthenticated connections closed")
+        eventually(lambda: b.fds() <= base_fds + 4, 20, "idle unauthenticated connections closed")
         closed = 0
         for s in held:
             s.settimeout(0.5)
@@ -131,7 +132,7 @@ def test_4_big_bodies_in_flight_are_capped_and_rss_stays_bounded(tmp_path: Path,
         assert results.count(429) + results.count(503) >= 30, results
         assert set(results) <= {400, 429, 503, 0}, results  # 400: the padding is not a full JSON object
         assert peak[0] - base < 300, (base, peak[0])  # was 57 -> 1,391 MiB
-        wait_for(lambda: b.rss_mib() - base < 64, 10, "request-body memory returned")  # ~1 GiB stayed
+        eventually(lambda: b.rss_mib() - base < 64, 10, "request-body memory returned")  # ~1 GiB stayed
         after = b.rss_mib()
         assert b.post(keys[0])[0] == 200
         count(figures, 40, results.count(429) + results.count(503) + results.count(400))
@@ -166,7 +167,7 @@ def test_7_nested_json_keeps_the_valid_token_serving(tmp_path: Path, figures: di
         tmp = b.creds.with_name("nested.tmp")
         tmp.write_text('{"claudeAiOauth": ' + "[" * 100_000 + "]" * 100_000 + "}")
         os.replace(tmp, b.creds)
-        wait_for(lambda: "nested too deeply" in b.status()["token"]["reason"], 10, "reason shown")
+        eventually(lambda: "nested too deeply" in b.status()["token"]["reason"], 10, "reason shown")
         assert b.status()["token"]["state"] == "valid"
         assert [b.post(key)[0] for _ in range(5)] == [200] * 5  # was: every request a 500
         count(figures, 1, 1)
@@ -193,7 +194,7 @@ def test_9_an_endpoint_error_cannot_put_the_refresh_token_into_status(tmp_path: 
         b.endpoint.fail_next(400, {"error": "invalid_request", "error_description": f"bad refresh_token {refresh}"},
                              count=3)
         b.cli("refresh", ok=False)
-        wait_for(lambda: b.endpoint.calls >= 1, 10, "a refresh attempt")
+        eventually(lambda: b.endpoint.calls >= 1, 10, "a refresh attempt")
         st = b.status()
         assert refresh not in json.dumps(st) and refresh[:20] not in json.dumps(st)
         count(figures, 1, 1)
@@ -207,7 +208,7 @@ def test_10_an_existing_loose_state_dir_is_tightened_and_files_are_private(tmp_p
     with start_broker(tmp_path) as b:
         key = b.sandbox_add("s")
         assert b.post(key)[0] == 200
-        wait_for(lambda: (state / "audit.jsonl").exists(), 5, "audit written")
+        eventually(lambda: (state / "audit.jsonl").exists(), 5, "audit written")
         assert stat.S_IMODE(state.stat().st_mode) == 0o700
         files = [f for f in state.rglob("*") if f.is_file() and not f.is_socket()]
         assert files and {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {f.name: 0o600 for f in files}
@@ -227,7 +228,7 @@ def test_11_12_audit_fields_are_bounded_keys_in_paths_redacted_and_shares_kept(t
                           "Connection: close\r\n\r\n".encode())
         assert status in (200, 404), _
         path = b.state / "audit.jsonl"
-        wait_for(lambda: flood[6:20] not in path.read_text() and len(path.read_text()) > 0, 5)
+        eventually(lambda: flood[6:20] not in path.read_text() and len(path.read_text()) > 0, 5)
         lines = [json.loads(x) for f in sorted(b.state.glob("audit.jsonl*")) for x in f.read_text().splitlines()]
         assert any(e.get("sandbox") == "victim" for e in lines)  # not rotated away
         assert max(len(json.dumps(e)) for e in lines) < 1024

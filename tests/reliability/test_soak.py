@@ -13,8 +13,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from tests.fakes.eventually import eventually
 from tests.fakes.login import write_login
-from tests.reliability.harness import start_broker, wait_for
+from tests.reliability.harness import start_broker
 from tests.reliability.load import EXPECTED, exchange
 
 SANDBOXES = 6
@@ -72,7 +73,7 @@ def test_soak(tmp_path: Path, figures: dict):
         stop.set()
         for t in threads:
             t.join(60)
-        wait_for(lambda: b.fds() <= fds0 + 2, 20, f"fds back to {fds0}")
+        eventually(lambda: b.fds() <= fds0 + 2, 20, f"fds back to {fds0}")
         fds1, rss1 = b.fds(), b.rss_mib()
         leaks = b.leaks()
         served = sum(v for k, v in outcomes.items() if not k.startswith("unexpected"))
