@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import resource
 import time
 from typing import Any, Awaitable, Callable
 
@@ -30,6 +29,10 @@ STORM_LOGGERS = ("asyncio", "aiohttp.server", "aiohttp.web", "broker.adapters.pr
 
 def fd_cap(wanted: int) -> int:
     """At most half the process's fd limit: the rest is for upstream sockets, files, SQLite."""
+    try:
+        import resource  # POSIX only; Windows has no per-process fd limit to halve
+    except ImportError:
+        return wanted
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     return max(16, min(wanted, soft // 2)) if soft > 0 else wanted
 

@@ -19,7 +19,7 @@ def private_dir(path: Path) -> Path:
     """Create `path` as 0700, or tighten it if it already exists with group/other access."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     st = path.stat()
-    if stat.S_IMODE(st.st_mode) & 0o077 and st.st_uid == os.geteuid():
+    if stat.S_IMODE(st.st_mode) & 0o077 and st.st_uid == getattr(os, "geteuid", lambda: -1)():  # POSIX modes only
         path.chmod(0o700)
     return path
 
@@ -35,6 +35,6 @@ class PrivateRotatingHandler(logging.handlers.RotatingFileHandler):
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
         try:
             os.fchmod(fd, 0o600)  # an older file made 0644 by a previous version
-        except OSError:
+        except (OSError, AttributeError):  # AttributeError: no fchmod (Windows)
             pass
         return open(fd, "a", encoding=self.encoding, errors=self.errors)
