@@ -10,9 +10,10 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, ContextManager, Mapping
 
 from broker.adapters.atomic import write_private
+from broker.adapters.claude_locks import HostLocks, claude_config_dir
 from broker.core.credentials import OAuthLogin, parse_login, serialize_login
 from broker.core.errors import CredentialsError
 from broker.core.source import CredentialSource, Unwatch
@@ -22,35 +23,50 @@ log = logging.getLogger(__name__)
 
 def default_credentials_path(env: Mapping[str, str] = os.environ) -> Path:
     """$CLAUDE_CONFIG_DIR/.credentials.json, else ~/.claude/.credentials.json (as Claude Code)."""
-    base = env.get("CLAUDE_CONFIG_DIR")
-    root = Path(base).expanduser() if base else Path(env.get("HOME") or Path.home()) / ".claude"
-    return root / ".credentials.json"
+    return claude_config_dir(env) / ".credentials.json"
 
 
 class FileSource(CredentialSource):
     kind = "file"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, locks: HostLocks | None = None) -> None:
         self.path = Path(path)
+        # Claude Code's config dir is the one that holds the file: its locks live there.
+        self.locks = locks if locks is not None else HostLocks(self.path.parent)
 
     @property
     def label(self) -> str:
         return f"file:{self.path}"
 
     def load(self) -> OAuthLogin | None:
+        data = self.read_text()
+        if data is None:
+            return None
+        try:
+            return parse_login(data)
+        except CredentialsError as exc:
+            raise CredentialsError(f"{self.path}: {exc.message}") from None
+
+    def read_text(self) -> str | None:
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise CredentialsError(f"{self.path}: cannot read ({exc.strerror})") from None
-        try:
-            return parse_login(data)
-        except CredentialsError as exc:
-            raise CredentialsError(f"{self.path}: {exc.message}") from None
+        return data.decode("utf-8", "surrogateescape")
 
     def save(self, login: OAuthLogin) -> None:
-        write_private(self.path, serialize_login(login).encode("utf-8"))
+        self.write_text(serialize_login(login))
+
+    def write_text(self, text: str) -> None:
+        write_private(self.path, text.encode("utf-8", "surrogateescape"))
+
+    def refresh_lock(self, **kw: Any) -> ContextManager[None]:
+        return self.locks.refreshing(**kw)
+
+    def write_lock(self, **kw: Any) -> ContextManager[None]:
+        return self.locks.writing(**kw)
 
     def watch(self, on_change: Callable[[], None]) -> Unwatch:
         return _DirWatch(self.path, on_change).start()

@@ -17,8 +17,9 @@ import subprocess
 import sys
 import threading
 import unicodedata
-from typing import Callable, Mapping
+from typing import Any, Callable, ContextManager, Mapping
 
+from broker.adapters.claude_locks import HostLocks, claude_config_dir
 from broker.core.credentials import OAuthLogin, parse_login, serialize_login
 from broker.core.errors import CredentialsError, SourceUnavailable
 from broker.core.source import CredentialSource, Unwatch
@@ -181,10 +182,15 @@ class KeychainSource(_StoreSource):
 
     kind = "keychain"
 
+    def __init__(self, store: SecretStore, poll_seconds: float = 30.0, locks: HostLocks | None = None) -> None:
+        super().__init__(store, poll_seconds)
+        self.locks = locks  # Claude Code's locks in its config dir (the Keychain has none of its own)
+
     @classmethod
     def for_claude_code(cls, env: Mapping[str, str] = os.environ, poll_seconds: float = 30.0,
                         platform: str = sys.platform, base_service: str = CLAUDE_SERVICE) -> "KeychainSource":
-        return cls(SecretStore(claude_keychain_service(env, base_service), login_user(env), platform), poll_seconds)
+        store = SecretStore(claude_keychain_service(env, base_service), login_user(env), platform)
+        return cls(store, poll_seconds, HostLocks(claude_config_dir(env)))
 
     @property
     def label(self) -> str:
@@ -200,7 +206,19 @@ class KeychainSource(_StoreSource):
             raise CredentialsError(f"{self.label}: {exc.message}") from None
 
     def save(self, login: OAuthLogin) -> None:
-        self.store.set(serialize_login(login).strip())
+        self.write_text(serialize_login(login))
+
+    def read_text(self) -> str | None:
+        return self.store.get()
+
+    def write_text(self, text: str) -> None:
+        self.store.set(text.strip())
+
+    def refresh_lock(self, **kw: Any) -> ContextManager[None]:
+        return self.locks.refreshing(**kw) if self.locks else super().refresh_lock()
+
+    def write_lock(self, **kw: Any) -> ContextManager[None]:
+        return self.locks.writing(**kw) if self.locks else super().write_lock()
 
 
 class KeyringSecretSource(_StoreSource):

@@ -4,16 +4,21 @@
 them. Sources are synchronous: the token manager runs them off the event loop. `load` returns
 None when the source simply holds no login, and raises CredentialsError when what it holds
 is unusable, so the manager can keep the last good token and say why.
+
+A source the host's Claude Code also uses shares its locks: `refresh_lock` is held around a
+whole refresh, `write_lock` around the read-compare-write of `write_back`.
 """
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from typing import Callable
+from typing import Any, Callable, ContextManager
 
 from broker.core.config import Config
 from broker.core.credentials import OAuthLogin
 from broker.core.profiles import Profile
+from broker.core.writeback import Stored, WriteBack, decide, stored
 
 Unwatch = Callable[[], None]
 
@@ -37,12 +42,35 @@ class CredentialSource(ABC):
 
     @abstractmethod
     def save(self, login: OAuthLogin) -> None:
-        """Write a rotated login back where the host's Claude Code reads it."""
+        """Write a login where the host's Claude Code reads it (unconditionally)."""
 
     @abstractmethod
     def watch(self, on_change: Callable[[], None]) -> Unwatch:
         """Call `on_change` (from any thread) when the stored login may have changed."""
 
+    # -- sharing the store with the host's Claude Code
+    def refresh_lock(self, **kw: Any) -> ContextManager[None]:
+        """Held around a refresh, so the host waits and adopts instead of refreshing too."""
+        return contextlib.nullcontext()
+
+    def write_lock(self, **kw: Any) -> ContextManager[None]:
+        return contextlib.nullcontext()
+
+    def read_text(self) -> str | None:
+        """The stored document as is (None: nothing stored), for the compare-and-swap."""
+        raise NotImplementedError(f"{type(self).__name__} cannot write back a rotated login")
+
+    def write_text(self, text: str) -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot write back a rotated login")
+
+    def write_back(self, base: OAuthLogin, new: OAuthLogin, **lock_kw: Any) -> WriteBack:
+        """Write `new` (refreshed from `base`) unless the store moved on meanwhile."""
+        with self.write_lock(**lock_kw):
+            now: Stored = stored(self.read_text())
+            decision = decide(now, base, new)
+            if decision.document is not None:
+                self.write_text(decision.document)
+        return decision
 
 def source_order(config: Config, profile: Profile, platform: str, setup_token: bool) -> list[str]:
     """Source kinds to read, first one first. `setup_token`: `login --setup-token` stored one."""
