@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
-from broker.adapters.atomic import write_private
+from broker.adapters.atomic import remove_leftover_temps, write_private
 from broker.adapters.lockdir import DirLock, Heartbeat, LockBusy
 from broker.adapters.statx import birthtime_ms
 from broker.core.errors import RefreshError
@@ -156,6 +156,7 @@ class HostLocks:
         if legacy_birth:
             record["legacyLockBirthtimeMs"] = legacy_birth
         try:
+            remove_leftover_temps(self.dir / OWNER_RECORD)  # we hold the refresh lock
             write_private(self.dir / OWNER_RECORD, json.dumps(record).encode())
         except OSError as exc:
             log.warning("cannot write the refresh lock's owner record: %s", exc)

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Mapping
 
-from broker.adapters.atomic import write_private
+from broker.adapters.atomic import remove_leftover_temps, write_private
 from broker.adapters.claude_locks import HostLocks, claude_config_dir
 from broker.core.credentials import OAuthLogin, parse_login, serialize_login
 from broker.core.errors import CredentialsError
@@ -60,6 +60,7 @@ class FileSource(CredentialSource):
         self.write_text(serialize_login(login))
 
     def write_text(self, text: str) -> None:
+        remove_leftover_temps(self.path)  # under the write lock: no writer of ours is mid-write
         write_private(self.path, text.encode("utf-8", "surrogateescape"))
 
     def refresh_lock(self, **kw: Any) -> ContextManager[None]:
