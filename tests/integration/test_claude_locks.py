@@ -179,3 +179,15 @@ def test_stale_locks_are_reported(tmp_path):
     left_by_another(d / ".oauth_refresh.lock", T0 - 5)
     found = HostLocks(d, now=Now()).stale_locks()
     assert [(p.name, round(age)) for p, age in found] == [(".storage-write.lock", 120)]
+
+
+def test_doctor_reports_a_stale_claude_code_lock(tmp_path):
+    from broker.adapters.filesource import FileSource
+    from broker.cli.doctor_checks import WARN, check_host_locks
+
+    d = tmp_path / "claude"
+    d.mkdir()
+    assert check_host_locks([FileSource(d / ".credentials.json")]) == []
+    left_by_another(d / ".oauth_refresh.lock", time.time() - 300)
+    (finding,) = check_host_locks([FileSource(d / ".credentials.json")])
+    assert finding.level == WARN and "stale Claude Code lock" in finding.what and "rmdir" in finding.fix
