@@ -191,3 +191,30 @@ def test_doctor_reports_a_stale_claude_code_lock(tmp_path):
     left_by_another(d / ".oauth_refresh.lock", time.time() - 300)
     (finding,) = check_host_locks([FileSource(d / ".credentials.json")])
     assert finding.level == WARN and "stale Claude Code lock" in finding.what and "rmdir" in finding.fix
+
+
+async def test_a_cancelled_wait_leaves_no_lock_behind(tmp_path):
+    import asyncio
+
+    from broker.adapters.refresh_lock import held
+
+    d = tmp_path / "claude"
+    d.mkdir()
+    theirs = d / ".oauth_refresh.lock"
+    theirs.mkdir()  # Claude Code is refreshing
+    locks = HostLocks(d, heartbeat=0.05)
+    entered = []
+
+    async def refresh() -> None:
+        async with held(lambda cancel: locks.refreshing(wait=30, cancel=cancel)):
+            entered.append(True)
+
+    task = asyncio.create_task(refresh())
+    await asyncio.sleep(0.3)
+    task.cancel()  # the broker stops while waiting for Claude Code
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    os.rmdir(theirs)  # Claude Code finishes
+    await asyncio.sleep(1.0)  # longer than one retry: a thread still waiting would take it now
+    assert not entered and not theirs.exists()
+    assert not Path(str(d.resolve()) + ".lock").exists() and not (d / OWNER_RECORD).exists()
