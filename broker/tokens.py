@@ -22,11 +22,10 @@ from typing import Any, Callable, Protocol
 
 from broker.core import snapshot as snap
 from broker.core import tokenstate as ts
-from broker.core import writeback as wb
 from broker.core.clock import Clock, SystemClock
 from broker.core.config import RefreshSettings
-from broker.core.credentials import OAuthLogin, same_tokens
-from broker.core.errors import BrokerError, CredentialsError, NotLoggedIn, RefreshError, SourceUnavailable
+from broker.core.credentials import OAuthLogin
+from broker.core.errors import CredentialsError, NotLoggedIn, SourceUnavailable
 from broker.core.policy import token_state
 from broker.core.redact import REGISTRY, fingerprint
 from broker.core.source import CredentialSource

@@ -10,13 +10,12 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Mapping
+from typing import Callable, Mapping
 
 from broker.adapters.atomic import remove_leftover_temps, write_private
 from broker.adapters.claude_locks import HostLocks, claude_config_dir
-from broker.core.credentials import OAuthLogin, parse_login, serialize_login
 from broker.core.errors import CredentialsError
-from broker.core.source import CredentialSource, Unwatch
+from broker.core.source import ClaudeLoginSource, Unwatch
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +25,7 @@ def default_credentials_path(env: Mapping[str, str] = os.environ) -> Path:
     return claude_config_dir(env) / ".credentials.json"
 
 
-class FileSource(CredentialSource):
+class FileSource(ClaudeLoginSource):
     kind = "file"
 
     def __init__(self, path: Path, locks: HostLocks | None = None) -> None:
@@ -38,36 +37,21 @@ class FileSource(CredentialSource):
     def label(self) -> str:
         return f"file:{self.path}"
 
-    def load(self) -> OAuthLogin | None:
-        data = self.read_text()
-        if data is None:
-            return None
-        try:
-            return parse_login(data)
-        except CredentialsError as exc:
-            raise CredentialsError(f"{self.path}: {exc.message}") from None
+    @property
+    def where(self) -> str:
+        return str(self.path)
 
-    def read_text(self) -> str | None:
+    def read_text(self) -> bytes | None:
         try:
-            data = self.path.read_bytes()
+            return self.path.read_bytes()  # undecoded: the parser names bytes that are not UTF-8
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise CredentialsError(f"{self.path}: cannot read ({exc.strerror})") from None
-        return data.decode("utf-8", "surrogateescape")
-
-    def save(self, login: OAuthLogin) -> None:
-        self.write_text(serialize_login(login))
 
     def write_text(self, text: str) -> None:
         remove_leftover_temps(self.path)  # under the write lock: no writer of ours is mid-write
         write_private(self.path, text.encode("utf-8", "surrogateescape"))
-
-    def refresh_lock(self, **kw: Any) -> ContextManager[None]:
-        return self.locks.refreshing(**kw)
-
-    def write_lock(self, **kw: Any) -> ContextManager[None]:
-        return self.locks.writing(**kw)
 
     def watch(self, on_change: Callable[[], None]) -> Unwatch:
         return _DirWatch(self.path, on_change).start()

@@ -17,12 +17,12 @@ import subprocess
 import sys
 import threading
 import unicodedata
-from typing import Any, Callable, ContextManager, Mapping
+from typing import Callable, Mapping
 
 from broker.adapters.claude_locks import HostLocks, claude_config_dir
-from broker.core.credentials import OAuthLogin, parse_login, serialize_login
-from broker.core.errors import CredentialsError, SourceUnavailable
-from broker.core.source import CredentialSource, Unwatch
+from broker.core.credentials import OAuthLogin
+from broker.core.errors import SourceUnavailable
+from broker.core.source import ClaudeLoginSource, CredentialSource, Unwatch
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ class _StoreSource(CredentialSource):
         return _Poller(self.store.get, on_change, self.poll_seconds).start()
 
 
-class KeychainSource(_StoreSource):
+class KeychainSource(_StoreSource, ClaudeLoginSource):
     """Claude Code's own credentials item (the same JSON as the file)."""
 
     kind = "keychain"
@@ -196,29 +196,11 @@ class KeychainSource(_StoreSource):
     def label(self) -> str:
         return f"keychain:{self.store.service}"
 
-    def load(self) -> OAuthLogin | None:
-        value = self.store.get()
-        if value is None:
-            return None
-        try:
-            return parse_login(value)
-        except CredentialsError as exc:
-            raise CredentialsError(f"{self.label}: {exc.message}") from None
-
-    def save(self, login: OAuthLogin) -> None:
-        self.write_text(serialize_login(login))
-
     def read_text(self) -> str | None:
         return self.store.get()
 
     def write_text(self, text: str) -> None:
         self.store.set(text.strip())
-
-    def refresh_lock(self, **kw: Any) -> ContextManager[None]:
-        return self.locks.refreshing(**kw) if self.locks else super().refresh_lock()
-
-    def write_lock(self, **kw: Any) -> ContextManager[None]:
-        return self.locks.writing(**kw) if self.locks else super().write_lock()
 
 
 class KeyringSecretSource(_StoreSource):

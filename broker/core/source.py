@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from typing import Any, Callable, ContextManager
+from typing import Any, Callable, ContextManager, Protocol
 
 from broker.core.config import Config
-from broker.core.credentials import OAuthLogin
+from broker.core.credentials import OAuthLogin, parse_login, serialize_login
+from broker.core.errors import CredentialsError
 from broker.core.profiles import Profile
 from broker.core.writeback import Stored, WriteBack, decide, stored
 
@@ -56,7 +57,7 @@ class CredentialSource(ABC):
     def write_lock(self, **kw: Any) -> ContextManager[None]:
         return contextlib.nullcontext()
 
-    def read_text(self) -> str | None:
+    def read_text(self) -> str | bytes | None:
         """The stored document as is (None: nothing stored), for the compare-and-swap."""
         raise NotImplementedError(f"{type(self).__name__} cannot write back a rotated login")
 
@@ -71,6 +72,45 @@ class CredentialSource(ABC):
             if decision.document is not None:
                 self.write_text(decision.document)
         return decision
+
+
+class HostLockSet(Protocol):
+    """Claude Code's locks around one store (broker/adapters/claude_locks.HostLocks)."""
+
+    def refreshing(self, **kw: Any) -> ContextManager[None]: ...
+
+    def writing(self, **kw: Any) -> ContextManager[None]: ...
+
+
+class ClaudeLoginSource(CredentialSource):
+    """A store of Claude Code's login JSON that the host's Claude Code reads and writes too
+    (the file, the Keychain item): parsed the same way, written back under its locks."""
+
+    locks: HostLockSet | None = None
+
+    @property
+    def where(self) -> str:
+        """How errors name the store."""
+        return self.label
+
+    def load(self) -> OAuthLogin | None:
+        text = self.read_text()
+        if text is None:
+            return None
+        try:
+            return parse_login(text)
+        except CredentialsError as exc:
+            raise CredentialsError(f"{self.where}: {exc.message}") from None
+
+    def save(self, login: OAuthLogin) -> None:
+        self.write_text(serialize_login(login))
+
+    def refresh_lock(self, **kw: Any) -> ContextManager[None]:
+        return self.locks.refreshing(**kw) if self.locks is not None else super().refresh_lock()
+
+    def write_lock(self, **kw: Any) -> ContextManager[None]:
+        return self.locks.writing(**kw) if self.locks is not None else super().write_lock()
+
 
 def source_order(config: Config, profile: Profile, platform: str, setup_token: bool) -> list[str]:
     """Source kinds to read, first one first. `setup_token`: `login --setup-token` stored one."""
