@@ -60,7 +60,7 @@ class FileSource(ClaudeLoginSource):
 class _DirWatch:
     """Watch one file through its directory; wait for the directory if it is not there yet."""
 
-    def __init__(self, path: Path, on_change: Callable[[], None], wait_interval: float = 2.0) -> None:
+    def __init__(self, path: Path, on_change: Callable[[], None], wait_interval: float = 0.5) -> None:
         self.path = Path(os.path.abspath(path))
         self.on_change = on_change
         self.wait_interval = wait_interval
