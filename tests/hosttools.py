@@ -40,6 +40,14 @@ def _locked(name: str):
     return fh
 
 
+def installed(find) -> Path | None:
+    """`find()`, or None when installing failed (no registry here): the test then says why."""
+    try:
+        return find()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def mitmdump(install: bool = True) -> Path | None:
     found = shutil.which("mitmdump")
     if found:

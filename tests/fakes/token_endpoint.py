@@ -44,6 +44,7 @@ class FakeTokenEndpoint:
     delay: float = 0.0
     slow: tuple[float, float] | None = None  # answer after a random delay in this range (s)
     reused: int = 0  # spent refresh tokens presented again
+    keep_refresh_token: bool = False  # answer without a new refresh token (the old one stays live)
     seen: list[dict] = field(default_factory=list)  # {"body": without the token, "user_agent": ...}
     _ids: itertools.count = field(default_factory=itertools.count)
 
@@ -107,14 +108,17 @@ class FakeTokenEndpoint:
             return web.json_response({"error": "invalid_grant", "error_description": "Refresh token already used"}, status=400)
         if token not in self.live_refresh:
             return web.json_response({"error": "invalid_grant", "error_description": "Invalid refresh token"}, status=400)
-        self.live_refresh.discard(token)
-        self.spent_refresh.add(token)
         access, refresh = self.issue()
+        if self.keep_refresh_token:
+            self.live_refresh.discard(refresh)
+        else:
+            self.live_refresh.discard(token)
+            self.spent_refresh.add(token)
         n = next(self._ids)
         return web.json_response({
             "token_type": "Bearer",
             "access_token": access,
-            "refresh_token": refresh,
+            **({} if self.keep_refresh_token else {"refresh_token": refresh}),
             "expires_in": self.expires_in,
             "scope": "user:inference user:profile",
             "account": {"uuid": f"acct-{n}", "email_address": "user@example.com"},

@@ -50,7 +50,7 @@ class Shared:
 
 @pytest.fixture
 def shared(tmp_path: Path):
-    mitmdump = hosttools.mitmdump()
+    mitmdump = hosttools.installed(hosttools.mitmdump)
     require(mitmdump is not None, "mitmproxy could not be installed (python -m tests.hosttools)")
     site = FakeSite()
     site.endpoint.slow = (1.0, 4.0)
@@ -60,7 +60,7 @@ def shared(tmp_path: Path):
 
 
 def cli(which: str) -> Path:
-    exe = hosttools.ci_claude() if which == "ci" else hosttools.pinned_claude()
+    exe = hosttools.ci_claude() if which == "ci" else hosttools.installed(hosttools.pinned_claude)
     require(exe is not None and exe.exists(), f"Claude Code CLI ({which}) not installed")
     return exe
 
