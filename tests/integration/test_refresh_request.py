@@ -16,7 +16,7 @@ import pytest
 from broker.adapters.filesource import FileSource
 from broker.adapters.oauth import OAuthRefresher, scope_string
 from broker.core.config import RefreshSettings
-from broker.core.profiles import builtin_profile_dir, find_profile
+from broker.adapters.configfiles import builtin_profile_dir, find_profile
 from broker.tokens import TokenManager
 from tests.conftest import write_login
 
