@@ -15,7 +15,7 @@ from broker.adapters.oauth import Grant
 from broker.core.credentials import OAuthLogin, parse_login
 from broker.core.errors import RefreshError, SourceUnavailable
 from broker.core.source import CredentialSource, Unwatch
-from tests.conftest import claude_login_doc
+from tests.fakes.login import claude_login_doc
 
 
 class MemoryStore(CredentialSource):

@@ -16,6 +16,7 @@ from broker.adapters.claude_locks import OWNER_RECORD, HostLocks
 from broker.adapters.lockdir import DirLock, Heartbeat, LockBusy
 from broker.adapters.statx import birthtime_ms
 from broker.core.errors import RefreshError
+from tests.fakes.eventually import eventually
 from tests.support import require_tools
 
 pytestmark = pytest.mark.integration
@@ -86,10 +87,8 @@ def test_the_heartbeat_keeps_our_lock_fresh(tmp_path):
     try:
         for step in range(1, 4):
             now.t = T0 + 10 * step
-            deadline = time.monotonic() + 5
-            while (tmp_path / "x.lock").stat().st_mtime != pytest.approx(now.t, abs=0.01):
-                assert time.monotonic() < deadline, "heartbeat did not touch the lock"
-                time.sleep(0.01)
+            eventually(lambda: (tmp_path / "x.lock").stat().st_mtime == pytest.approx(now.t, abs=0.01),
+                       timeout=5, what="a heartbeat touching the lock", interval=0.01)
     finally:
         beat.stop()
     other = DirLock(tmp_path / "x.lock", 60, now=Now(T0 + 30 + 59))

@@ -28,8 +28,9 @@ import pytest
 from broker.core.config import Config, CredentialSettings, RefreshSettings
 from broker.service import Service
 from tests import hosttools
-from tests.conftest import write_login
+from tests.fakes.login import write_login
 from tests.fakes.anthropic_site import FakeSite
+from tests.fakes.eventually import eventually_async
 from tests.fakes.mitm import running_mitm
 from tests.fakes.threaded import serve_in_thread
 from tests.support import require
@@ -167,11 +168,9 @@ async def one_round(n: int, exe: Path, shared: Shared, locks: bool = True) -> di
             broker = asyncio.create_task(service.tokens.refresh("round"))
             rc, out = await host
             await broker
-        deadline = time.monotonic() + 30
-        while service.tokens.refreshing or service.tokens.login is None or service.tokens.login.refresh_token == refresh:
-            if time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.05)
+        tokens = service.tokens
+        await eventually_async(lambda: not tokens.refreshing and tokens.login is not None
+                               and tokens.login.refresh_token != refresh, timeout=30, what="the broker moving on")
         stored = json.loads(creds.read_text())["claudeAiOauth"]
         status = await served(service)
         held = service.tokens.login

@@ -18,7 +18,7 @@ from broker.adapters.oauth import OAuthRefresher, scope_string
 from broker.core.config import RefreshSettings
 from broker.adapters.configfiles import builtin_profile_dir, find_profile
 from broker.tokens import TokenManager
-from tests.conftest import write_login
+from tests.fakes.login import write_login
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ import pytest
 
 from broker.adapters.claude_locks import OWNER_RECORD, HostLocks
 from broker.adapters.filesource import FileSource
-from tests.conftest import UNKNOWN_FIELDS, write_login
+from tests.fakes.login import UNKNOWN_FIELDS, write_login
 
 pytestmark = pytest.mark.integration
 

@@ -12,6 +12,7 @@ from broker.core.config import RefreshSettings
 from broker.core.errors import NotLoggedIn, RefreshError
 from broker.tokens import TokenManager
 from tests.fakes.clock import FakeClock
+from tests.fakes.eventually import eventually_async
 from tests.fakes.memory import MemoryRefresher, MemoryStore
 
 
@@ -84,10 +85,7 @@ async def test_a_failed_write_keeps_the_pair_and_retries(manager, store, endpoin
     assert await manager.token() == "a-new-1"  # but served: it is the only valid pair
     assert "could not be written back" in manager.status().reason
     await clock.advance(4.0)
-    for _ in range(50):
-        if store.writes:
-            break
-        await asyncio.sleep(0.01)
+    await eventually_async(lambda: store.writes, what="the retried write")
     assert store.doc()["claudeAiOauth"]["refreshToken"] == "r-new-1" and endpoint.calls == 1
     assert "written back" in [e["outcome"] for e in manager.recorded]
 

@@ -4,7 +4,7 @@ import json
 
 from broker.core import writeback as wb
 from broker.core.credentials import OAuthLogin, parse_login
-from tests.conftest import claude_login_doc
+from tests.fakes.login import claude_login_doc
 
 BASE_DOC = claude_login_doc("a1", "r1", 1_000_000)
 
