@@ -30,27 +30,19 @@ def test_scope_is_the_defaults_then_the_logins_own_each_once():
     assert scope_string((), ()) == ""
 
 
-@pytest.fixture
-async def manager(token_url, tmp_path):
-    made = []
-
-    async def make(creds):
-        refresher = OAuthRefresher(token_url, PROFILE.client_id or "", 5.0, PROFILE.oauth_user_agent or "",
-                                   PROFILE.oauth_scopes)
-        m = TokenManager([FileSource(creds)], refresher, RefreshSettings(request_timeout_seconds=5.0))
-        await m.start(watch=False)
-        made.append(m)
-        return m
-
-    yield make
-    for m in made:
-        await m.stop()
+async def manager(token_url: str, creds) -> TokenManager:
+    """A manager holding the login in `creds`, with the refresher the service builds."""
+    refresher = OAuthRefresher(token_url, PROFILE.client_id or "", 5.0, PROFILE.oauth_user_agent or "",
+                               PROFILE.oauth_scopes)
+    m = TokenManager([FileSource(creds)], refresher, RefreshSettings(request_timeout_seconds=5.0))
+    await m.reload("test")
+    return m
 
 
-async def test_the_request_carries_the_profiles_values(manager, token_endpoint, tmp_path):
+async def test_the_request_carries_the_profiles_values(token_url, token_endpoint, tmp_path):
     creds = tmp_path / "claude" / ".credentials.json"
     write_login(creds, *token_endpoint.issue(), time.time() + 3600)  # scopes: user:inference user:profile
-    m = await manager(creds)
+    m = await manager(token_url, creds)
     await m.refresh("manual")
     (seen,) = token_endpoint.seen
     assert seen["body"] == {"grant_type": "refresh_token", "client_id": PROFILE.client_id,
@@ -59,11 +51,11 @@ async def test_the_request_carries_the_profiles_values(manager, token_endpoint, 
     assert "user:inference" in PROFILE.oauth_scopes
 
 
-async def test_invalid_scope_is_asked_again_with_the_logins_scopes(manager, token_endpoint, tmp_path):
+async def test_invalid_scope_is_asked_again_with_the_logins_scopes(token_url, token_endpoint, tmp_path):
     creds = tmp_path / "claude" / ".credentials.json"
     write_login(creds, *token_endpoint.issue(), time.time() + 3600)
     token_endpoint.fail_next(400, {"error": "invalid_scope", "error_description": "scope not granted"})
-    m = await manager(creds)
+    m = await manager(token_url, creds)
     await m.refresh("manual")
     assert [s["body"]["scope"] for s in token_endpoint.seen] == [" ".join(PROFILE.oauth_scopes),
                                                                  "user:inference user:profile"]
@@ -71,12 +63,12 @@ async def test_invalid_scope_is_asked_again_with_the_logins_scopes(manager, toke
     assert m.status().state == "valid"
 
 
-async def test_an_answer_without_a_refresh_token_keeps_the_old_one(manager, token_endpoint, tmp_path):
+async def test_an_answer_without_a_refresh_token_keeps_the_old_one(token_url, token_endpoint, tmp_path):
     creds = tmp_path / "claude" / ".credentials.json"
     access, refresh = token_endpoint.issue()
     write_login(creds, access, refresh, time.time() + 3600)
     token_endpoint.keep_refresh_token = True
-    m = await manager(creds)
+    m = await manager(token_url, creds)
     await m.refresh("manual")
     stored = json.loads(creds.read_text())["claudeAiOauth"]
     assert stored["refreshToken"] == refresh and stored["accessToken"] != access
