@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from broker.adapters.claude_locks import OWNER_RECORD, HostLocks
 from broker.core.config import Config, CredentialSettings, RefreshSettings
 from broker.service import Service
 from tests import hosttools
@@ -265,3 +267,35 @@ async def test_refresh_request_matches_claude_codes(shared, capsys):
     assert ours[0]["body"] == theirs[0]["body"]
     assert ours[0]["user_agent"] == theirs[0]["user_agent"]
     assert endpoint.problems == []
+
+
+async def test_claude_code_takes_over_the_lock_of_a_broker_that_died(shared, capsys):
+    """A broker killed while refreshing leaves its locks and owner record. The owner record
+    names a dead process, so Claude Code (2.1.332 and later) takes the lock over at once and
+    refreshes; without a record it would give up after its retries (seen: no refresh, lock
+    left), until the lock goes stale 60 s later."""
+    exe = cli("ci")
+    say_version(exe, capsys)
+    shared.site.endpoint.slow = None
+    home = shared.tmp / "dead" / "home"
+    creds = home / ".claude" / ".credentials.json"
+    write_login(creds, *shared.site.endpoint.issue(), time.time() + 200)
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the broker's stand-in: holds the locks until killed
+        try:
+            with HostLocks(creds.parent).refreshing(wait=5):
+                os.write(ready_w, b"1")
+                time.sleep(600)
+        finally:
+            os._exit(1)
+    assert os.read(ready_r, 1) == b"1"
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    assert (creds.parent / ".oauth_refresh.lock").is_dir() and (creds.parent / OWNER_RECORD).exists()
+    rc, out = await run_claude(exe, home, shared)
+    assert rc == 0 and REPLY in out, out
+    assert [s["routed_from"] for s in shared.site.endpoint.seen] == ["platform.claude.com"]  # it refreshed
+    assert not (creds.parent / ".oauth_refresh.lock").exists()
+    stored = json.loads(creds.read_text())["claudeAiOauth"]
+    assert stored["refreshToken"] in shared.site.endpoint.live_refresh
