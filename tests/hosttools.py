@@ -21,6 +21,7 @@ from pathlib import Path
 
 MITMPROXY_VERSION = "11.0.2"
 PINNED_CLAUDE_VERSION = "2.1.197"
+PROFILE_CLAUDE_VERSION = (2, 1, 332)  # the release providers/anthropic-oauth.yaml's request mirrors
 
 
 def cache_dir() -> Path:

@@ -75,6 +75,15 @@ def say_version(exe: Path, capsys) -> str:
     return version
 
 
+def require_current(version: str) -> None:
+    """Tests of the current release's behaviour need at least the release the profile mirrors."""
+    if tuple(int(x) for x in version.split(".") if x.isdigit()) < hosttools.PROFILE_CLAUDE_VERSION:
+        pytest.fail(f"Claude Code {version} is older than the release the provider profile mirrors "
+                    f"({'.'.join(map(str, hosttools.PROFILE_CLAUDE_VERSION))}): install the current one as "
+                    "CI does (`npm install -g --prefer-online @anthropic-ai/claude-code@latest`) or point "
+                    "INFERENCE_BROKER_TEST_CLAUDE at it", pytrace=False)
+
+
 class NoHostLocks:
     """The broker as it was before: only its own lock, none Claude Code knows about."""
 
@@ -245,7 +254,7 @@ async def test_refresh_request_matches_claude_codes(shared, capsys):
     """The same login refreshed once by Claude Code (the release CI installs) and once by the
     broker: the same fields, client id, scope string and User-Agent."""
     exe = cli("ci")
-    say_version(exe, capsys)
+    require_current(say_version(exe, capsys))
     shared.site.endpoint.slow = None
     endpoint = shared.site.endpoint
     home = shared.tmp / "alone" / "home"
@@ -275,7 +284,7 @@ async def test_claude_code_takes_over_the_lock_of_a_broker_that_died(shared, cap
     refreshes; without a record it would give up after its retries (seen: no refresh, lock
     left), until the lock goes stale 60 s later."""
     exe = cli("ci")
-    say_version(exe, capsys)
+    require_current(say_version(exe, capsys))
     shared.site.endpoint.slow = None
     home = shared.tmp / "dead" / "home"
     creds = home / ".claude" / ".credentials.json"
