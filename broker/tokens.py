@@ -242,11 +242,12 @@ class TokenManager:
                     log.error("scheduled %s crashed: %s", wake.action, exc)
                     await self.clock.sleep(self.settings.backoff_initial_seconds)
                 continue
-            await self._sleep_until(wake.at, now)
+            await self._sleep_until(wake.at)
             self._changed(wake=False)  # a countdown passed a mark: let faces re-render
 
-    async def _sleep_until(self, when: float | None, now: float) -> None:
-        sleeper = asyncio.ensure_future(self.clock.sleep(when - now)) if when is not None else None
+    async def _sleep_until(self, when: float | None) -> None:
+        """Until `when` (None: no deadline) or until something changes (`_wake`)."""
+        sleeper = asyncio.ensure_future(self.clock.sleep_until(when)) if when is not None else None
         waiter = asyncio.ensure_future(self._wake.wait())
         try:
             await asyncio.wait({t for t in (sleeper, waiter) if t is not None}, return_when=asyncio.FIRST_COMPLETED)
