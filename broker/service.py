@@ -66,7 +66,8 @@ class Service:
         self.access = SandboxAccess(self.keystore, on_change=self._changed, meter=self.metering)
         self.refresh_log = state / "refresh-events.jsonl"
         token_url = config.token_url or self.profile.token_url
-        refresher = (OAuthRefresher(token_url, self.profile.client_id or "", config.refresh.request_timeout_seconds)
+        refresher = (OAuthRefresher(token_url, self.profile.client_id or "", config.refresh.request_timeout_seconds,
+                                    self.profile.oauth_user_agent or "inference-broker", self.profile.oauth_scopes)
                      if self.profile.auth_kind == "oauth" and token_url else None)
         self.tokens = TokenManager(
             build_sources(config, self.profile), refresher, config.refresh,

@@ -24,7 +24,7 @@ def write_private(path: Path, data: bytes, mode: int = 0o600, owner: int | None 
         if path.exists() and not path.is_file():  # a FIFO or /dev/zero swapped in: never replace it
             raise OSError(f"{path} is not a regular file; not writing over it")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, mode)
         if owner is not None:
@@ -41,6 +41,27 @@ def write_private(path: Path, data: bytes, mode: int = 0o600, owner: int | None 
             pass
         raise
     _fsync_dir(path.parent)
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def remove_leftover_temps(path: Path) -> None:
+    """Remove temp files a killed writer of `path` left behind (they may hold secrets).
+
+    Only call it while holding the lock every writer of `path` takes, or a write in
+    progress loses its temp file.
+    """
+    path = Path(os.path.realpath(path))
+    prefix = _temp_prefix(path)
+    try:
+        with os.scandir(path.parent) as entries:
+            for entry in entries:
+                if entry.name.startswith(prefix) and entry.name.endswith(".tmp") and entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+    except OSError:
+        pass
 
 
 def _fsync_dir(directory: Path) -> None:

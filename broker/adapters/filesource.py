@@ -12,43 +12,49 @@ import threading
 from pathlib import Path
 from typing import Callable, Mapping
 
-from broker.adapters.atomic import write_private
+from broker.adapters.atomic import remove_leftover_temps, write_private
+from broker.adapters.claude_locks import HostLocks, claude_config_dir
 from broker.adapters.saferead import read_regular
-from broker.core.credentials import OAuthLogin, parse_login, serialize_login
 from broker.core.errors import CredentialsError
-from broker.core.source import CredentialSource, Unwatch
+from broker.core.source import ClaudeLoginSource, Unwatch
 
 log = logging.getLogger(__name__)
 
 
 def default_credentials_path(env: Mapping[str, str] = os.environ) -> Path:
     """$CLAUDE_CONFIG_DIR/.credentials.json, else ~/.claude/.credentials.json (as Claude Code)."""
-    base = env.get("CLAUDE_CONFIG_DIR")
-    root = Path(base).expanduser() if base else Path(env.get("HOME") or Path.home()) / ".claude"
-    return root / ".credentials.json"
+    return claude_config_dir(env) / ".credentials.json"
 
 
-class FileSource(CredentialSource):
+class FileSource(ClaudeLoginSource):
     kind = "file"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, locks: HostLocks | None = None) -> None:
         self.path = Path(path)
+        # Claude Code's config dir is the one that holds the file: its locks live there.
+        self.locks = locks if locks is not None else HostLocks(self.path.parent)
 
     @property
     def label(self) -> str:
         return f"file:{self.path}"
 
-    def load(self) -> OAuthLogin | None:
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    def read_text(self) -> bytes | None:
         try:
-            data = read_regular(self.path)  # no FIFO, device or 200 MB file can hang or bloat us
-            return parse_login(data)
+            # Undecoded (the parser names bytes that are not UTF-8); no FIFO, device or 200 MB
+            # file can hang or bloat us.
+            return read_regular(self.path)
         except FileNotFoundError:
             return None
         except CredentialsError as exc:
             raise CredentialsError(f"{self.path}: {exc.message}") from None
 
-    def save(self, login: OAuthLogin) -> None:
-        write_private(self.path, serialize_login(login).encode("utf-8"))
+    def write_text(self, text: str) -> None:
+        remove_leftover_temps(self.path)  # under the write lock: no writer of ours is mid-write
+        write_private(self.path, text.encode("utf-8", "surrogateescape"))
 
     def watch(self, on_change: Callable[[], None]) -> Unwatch:
         return _DirWatch(self.path, on_change).start()
@@ -57,7 +63,7 @@ class FileSource(CredentialSource):
 class _DirWatch:
     """Watch one file through its directory; wait for the directory if it is not there yet."""
 
-    def __init__(self, path: Path, on_change: Callable[[], None], wait_interval: float = 2.0) -> None:
+    def __init__(self, path: Path, on_change: Callable[[], None], wait_interval: float = 0.5) -> None:
         self.path = Path(os.path.abspath(path))
         self.on_change = on_change
         self.wait_interval = wait_interval

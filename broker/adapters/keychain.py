@@ -19,9 +19,10 @@ import threading
 import unicodedata
 from typing import Callable, Mapping
 
-from broker.core.credentials import OAuthLogin, parse_login, serialize_login
-from broker.core.errors import CredentialsError, SourceUnavailable
-from broker.core.source import CredentialSource, Unwatch
+from broker.adapters.claude_locks import HostLocks, claude_config_dir
+from broker.core.credentials import OAuthLogin
+from broker.core.errors import SourceUnavailable
+from broker.core.source import ClaudeLoginSource, CredentialSource, Unwatch
 
 log = logging.getLogger(__name__)
 
@@ -176,31 +177,30 @@ class _StoreSource(CredentialSource):
         return _Poller(self.store.get, on_change, self.poll_seconds).start()
 
 
-class KeychainSource(_StoreSource):
+class KeychainSource(_StoreSource, ClaudeLoginSource):
     """Claude Code's own credentials item (the same JSON as the file)."""
 
     kind = "keychain"
 
+    def __init__(self, store: SecretStore, poll_seconds: float = 30.0, locks: HostLocks | None = None) -> None:
+        super().__init__(store, poll_seconds)
+        self.locks = locks  # Claude Code's locks in its config dir (the Keychain has none of its own)
+
     @classmethod
     def for_claude_code(cls, env: Mapping[str, str] = os.environ, poll_seconds: float = 30.0,
                         platform: str = sys.platform, base_service: str = CLAUDE_SERVICE) -> "KeychainSource":
-        return cls(SecretStore(claude_keychain_service(env, base_service), login_user(env), platform), poll_seconds)
+        store = SecretStore(claude_keychain_service(env, base_service), login_user(env), platform)
+        return cls(store, poll_seconds, HostLocks(claude_config_dir(env)))
 
     @property
     def label(self) -> str:
         return f"keychain:{self.store.service}"
 
-    def load(self) -> OAuthLogin | None:
-        value = self.store.get()
-        if value is None:
-            return None
-        try:
-            return parse_login(value)
-        except CredentialsError as exc:
-            raise CredentialsError(f"{self.label}: {exc.message}") from None
+    def read_text(self) -> str | None:
+        return self.store.get()
 
-    def save(self, login: OAuthLogin) -> None:
-        self.store.set(serialize_login(login).strip())
+    def write_text(self, text: str) -> None:
+        self.store.set(text.strip())
 
 
 class KeyringSecretSource(_StoreSource):

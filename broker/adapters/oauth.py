@@ -63,13 +63,37 @@ def _error_code(body: bytes) -> tuple[str | None, str | None]:
     return (str(err) if err else None), (str(desc)[:200] if desc else None)
 
 
-class OAuthRefresher:
-    def __init__(self, token_url: str, client_id: str, timeout: float = 30.0,
-                 user_agent: str = "inference-broker") -> None:
-        self.token_url, self.client_id, self.timeout, self.user_agent = token_url, client_id, timeout, user_agent
+def scope_string(defaults: tuple[str, ...], stored: tuple[str, ...]) -> str:
+    """Claude Code's `scope`: its defaults, then the login's own scopes, each once."""
+    return " ".join(dict.fromkeys((*defaults, *stored)))
 
-    async def refresh(self, refresh_token: str) -> Grant:
+
+class OAuthRefresher:
+    """The refresh grant as Claude Code sends it; the values come from the provider profile."""
+
+    def __init__(self, token_url: str, client_id: str, timeout: float = 30.0,
+                 user_agent: str = "inference-broker", scopes: tuple[str, ...] = ()) -> None:
+        self.token_url, self.client_id, self.timeout, self.user_agent = token_url, client_id, timeout, user_agent
+        self.scopes = tuple(scopes)
+
+    def body(self, refresh_token: str, stored_scopes: tuple[str, ...] = (), defaults: bool = True) -> dict[str, str]:
         body = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": self.client_id}
+        scope = scope_string(self.scopes if defaults else (), tuple(stored_scopes))
+        if scope:
+            body["scope"] = scope
+        return body
+
+    async def refresh(self, refresh_token: str, scopes: tuple[str, ...] = ()) -> Grant:
+        try:
+            return await self._post(self.body(refresh_token, scopes))
+        except RefreshError as exc:
+            # A login granted fewer scopes than today's defaults: ask again for what it has
+            # (Claude Code falls back the same way). The token was not spent by a 400.
+            if exc.kind != RefreshError.REJECTED or "invalid_scope" not in exc.message or not scopes:
+                raise
+            return await self._post(self.body(refresh_token, scopes, defaults=False))
+
+    async def _post(self, body: dict[str, str]) -> Grant:
         timeout = aiohttp.ClientTimeout(total=self.timeout, connect=min(10.0, self.timeout))
         try:
             async with aiohttp.ClientSession(timeout=timeout) as session:

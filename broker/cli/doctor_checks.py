@@ -66,6 +66,21 @@ def check_sources(sources: list[CredentialSource], now: float) -> list[Finding]:
     return out
 
 
+def check_host_locks(sources: list[CredentialSource]) -> list[Finding]:
+    """Claude Code's lock dirs left behind by a process that died: they stall every refresh."""
+    out: list[Finding] = []
+    for source in sources:
+        locks = getattr(source, "locks", None)
+        if locks is None or source.unavailable():
+            continue
+        for path, age in locks.stale_locks():
+            out.append(Finding(WARN, f"{path} is a stale Claude Code lock (untouched for {int(age)} s): "
+                               "a process died holding it",
+                               f"if no `claude` or broker is refreshing right now, `rmdir {path}` "
+                               "(Claude Code and the broker also take it over on their own after 60 s)"))
+    return out
+
+
 def check_mode(path: Path) -> list[Finding]:
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
@@ -141,6 +156,7 @@ def run_checks(config: Config, profile: Profile, sources: list[CredentialSource]
     findings = [Finding(OK, f"config: {config.path if config.path and config.path.exists() else 'defaults'}"),
                 Finding(OK, f"provider: {profile.name} ({profile.description})")]
     findings += check_sources(sources, now)
+    findings += check_host_locks(sources)
     findings += check_state_dir(config)
     findings += check_listen(config, docker_net.bridge_gateway(config.docker_bridge))
     running, status = check_running(config)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Protocol
+from typing import Callable, Protocol
+
+# asyncio's timers run on the monotonic clock, which stands still while a laptop is suspended;
+# token expiries are wall-clock. A long wait is taken in naps of at most this, each checking
+# the wall clock again, so a refresh due during a suspend happens within a nap of waking.
+MAX_NAP = 60.0
 
 
 class Clock(Protocol):
@@ -14,10 +19,21 @@ class Clock(Protocol):
     async def sleep(self, seconds: float) -> None:
         """Wait; a fake clock returns when a test advances it."""
 
+    async def sleep_until(self, deadline: float) -> None:
+        """Wait until the wall clock reaches `deadline`. Absolute, so time that passes between
+        deciding when to wake and starting to wait is not added to the wait."""
+
 
 class SystemClock:
+    def __init__(self, wall: Callable[[], float] = time.time) -> None:
+        self._wall = wall
+
     def time(self) -> float:
-        return time.time()
+        return self._wall()
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+    async def sleep_until(self, deadline: float) -> None:
+        while (left := deadline - self._wall()) > 0:
+            await asyncio.sleep(min(left, MAX_NAP))

@@ -32,6 +32,8 @@ class Profile:
     description: str = ""
     token_url: str | None = None
     client_id: str | None = None
+    oauth_scopes: tuple[str, ...] = ()  # sent with every refresh, before the login's own
+    oauth_user_agent: str | None = None  # the User-Agent of the refresh request
     credential_sources: tuple[str, ...] = ()
     keychain_service: str | None = None
     keyring_service: str | None = None
@@ -68,6 +70,8 @@ def parse_profile(text: str, where: str) -> Profile:
     oauth = f.sub("oauth")
     token_url = _url(oauth, "token_url", required=kind == "oauth")
     client_id = oauth.get("client_id", str, required=kind == "oauth")
+    oauth_scopes = oauth.strings("scopes")
+    oauth_user_agent = oauth.get("user_agent", str)
     oauth.done()
     mandatory = f.get("mandatory_headers", dict, {})
     for k, v in mandatory.items():
@@ -103,6 +107,8 @@ def parse_profile(text: str, where: str) -> Profile:
         description=f.get("description", str, ""),
         token_url=token_url,
         client_id=client_id,
+        oauth_scopes=oauth_scopes,
+        oauth_user_agent=oauth_user_agent,
         credential_sources=sources,
         keychain_service=f.get("keychain_service", str),
         keyring_service=f.get("keyring_service", str),

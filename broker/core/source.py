@@ -4,16 +4,22 @@
 them. Sources are synchronous: the token manager runs them off the event loop. `load` returns
 None when the source simply holds no login, and raises CredentialsError when what it holds
 is unusable, so the manager can keep the last good token and say why.
+
+A source the host's Claude Code also uses shares its locks: `refresh_lock` is held around a
+whole refresh, `write_lock` around the read-compare-write of `write_back`.
 """
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from typing import Callable
+from typing import Any, Callable, ContextManager, Protocol
 
 from broker.core.config import Config
-from broker.core.credentials import OAuthLogin
+from broker.core.credentials import OAuthLogin, parse_login, serialize_login
+from broker.core.errors import CredentialsError
 from broker.core.profiles import Profile
+from broker.core.writeback import Stored, WriteBack, decide, stored
 
 Unwatch = Callable[[], None]
 
@@ -37,11 +43,73 @@ class CredentialSource(ABC):
 
     @abstractmethod
     def save(self, login: OAuthLogin) -> None:
-        """Write a rotated login back where the host's Claude Code reads it."""
+        """Write a login where the host's Claude Code reads it (unconditionally)."""
 
     @abstractmethod
     def watch(self, on_change: Callable[[], None]) -> Unwatch:
         """Call `on_change` (from any thread) when the stored login may have changed."""
+
+    # -- sharing the store with the host's Claude Code
+    def refresh_lock(self, **kw: Any) -> ContextManager[None]:
+        """Held around a refresh, so the host waits and adopts instead of refreshing too."""
+        return contextlib.nullcontext()
+
+    def write_lock(self, **kw: Any) -> ContextManager[None]:
+        return contextlib.nullcontext()
+
+    def read_text(self) -> str | bytes | None:
+        """The stored document as is (None: nothing stored), for the compare-and-swap."""
+        raise NotImplementedError(f"{type(self).__name__} cannot write back a rotated login")
+
+    def write_text(self, text: str) -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot write back a rotated login")
+
+    def write_back(self, base: OAuthLogin, new: OAuthLogin, **lock_kw: Any) -> WriteBack:
+        """Write `new` (refreshed from `base`) unless the store moved on meanwhile."""
+        with self.write_lock(**lock_kw):
+            now: Stored = stored(self.read_text())
+            decision = decide(now, base, new)
+            if decision.document is not None:
+                self.write_text(decision.document)
+        return decision
+
+
+class HostLockSet(Protocol):
+    """Claude Code's locks around one store (broker/adapters/claude_locks.HostLocks)."""
+
+    def refreshing(self, **kw: Any) -> ContextManager[None]: ...
+
+    def writing(self, **kw: Any) -> ContextManager[None]: ...
+
+
+class ClaudeLoginSource(CredentialSource):
+    """A store of Claude Code's login JSON that the host's Claude Code reads and writes too
+    (the file, the Keychain item): parsed the same way, written back under its locks."""
+
+    locks: HostLockSet | None = None
+
+    @property
+    def where(self) -> str:
+        """How errors name the store."""
+        return self.label
+
+    def load(self) -> OAuthLogin | None:
+        text = self.read_text()
+        if text is None:
+            return None
+        try:
+            return parse_login(text)
+        except CredentialsError as exc:
+            raise CredentialsError(f"{self.where}: {exc.message}") from None
+
+    def save(self, login: OAuthLogin) -> None:
+        self.write_text(serialize_login(login))
+
+    def refresh_lock(self, **kw: Any) -> ContextManager[None]:
+        return self.locks.refreshing(**kw) if self.locks is not None else super().refresh_lock()
+
+    def write_lock(self, **kw: Any) -> ContextManager[None]:
+        return self.locks.writing(**kw) if self.locks is not None else super().write_lock()
 
 
 def source_order(config: Config, profile: Profile, platform: str, setup_token: bool) -> list[str]:

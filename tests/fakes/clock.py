@@ -14,11 +14,14 @@ class FakeClock:
         return self.now
 
     async def sleep(self, seconds: float) -> None:
-        if seconds <= 0:
+        await self.sleep_until(self.now + seconds)
+
+    async def sleep_until(self, deadline: float) -> None:
+        if deadline <= self.now:
             await asyncio.sleep(0)
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._sleepers.append((self.now + seconds, fut))
+        self._sleepers.append((deadline, fut))
         await fut
 
     async def advance(self, seconds: float) -> None:

@@ -108,3 +108,30 @@ def test_quoting_survives_odd_service_names(security):
     assert s.get() == "value with spaces"
     s.delete()
     assert s.get() is None
+
+
+def test_keychain_write_back_is_a_compare_and_swap_under_claude_codes_locks(security, tmp_path):
+    from broker.adapters.claude_locks import HostLocks
+    from broker.core import writeback as wb
+
+    script, store, argv = security
+    access, refresh = "sk-ant-oat01-" + "q" * 40, "sk-ant-ort01-" + "r" * 40
+    store.write_text(json.dumps({"Claude Code-credentials|me": json.dumps(claude_login_doc(access, refresh, 1_900_000_000_000))}))
+    config_dir = tmp_path / "claude-config"
+    src = KeychainSource(SecretStore("Claude Code-credentials", "me", "darwin", str(script)), locks=HostLocks(config_dir))
+    base = src.load()
+    # Claude Code hit invalid_grant meanwhile and cleared the item.
+    doc = claude_login_doc("", "", 0)
+    store.write_text(json.dumps({"Claude Code-credentials|me": json.dumps(doc)}))
+    new = base.rotated("sk-ant-oat01-" + "n" * 40, "sk-ant-ort01-" + "m" * 40, 1_950_000_000.0)
+    assert src.write_back(base, new).action == wb.RESTORE
+    assert src.load().refresh_token == "sk-ant-ort01-" + "m" * 40
+    assert config_dir.is_dir() and not (config_dir / ".storage-write.lock").exists()
+    for call in (json.loads(line) for line in argv.read_text().splitlines()):
+        assert "sk-ant" not in " ".join(call), f"a secret on argv: {call}"
+
+
+def test_claude_codes_keychain_item_locks_in_its_config_dir(tmp_path):
+    src = KeychainSource.for_claude_code({"CLAUDE_CONFIG_DIR": str(tmp_path / "cfg"), "USER": "me"}, platform="darwin")
+    assert src.locks is not None and src.locks.dir == tmp_path / "cfg"
+    assert KeychainSource.for_claude_code({"HOME": str(tmp_path), "USER": "me"}, platform="darwin").locks.dir == tmp_path / ".claude"

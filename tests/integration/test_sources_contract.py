@@ -12,10 +12,12 @@ import time
 
 import pytest
 
+from broker.adapters.claude_locks import STORAGE_LOCK, HostLocks
 from broker.adapters.filesource import FileSource
 from broker.adapters.keychain import KeychainSource, KeyringSecretSource, SecretStore, claude_keychain_service
 from broker.core.credentials import parse_login, serialize_login
-from broker.core.errors import CredentialsError
+from broker.core import writeback as wb
+from broker.core.errors import CredentialsError, RefreshError
 from tests.fakes.login import claude_login_doc
 from tests.secret_service import secret_service
 
@@ -37,18 +39,28 @@ class Harness:
         self.source, self.put, self.get, self.oauth = source, put, get, oauth
 
 
-@pytest.fixture(params=["file", "keychain", "setup-token"])
-def harness(request, tmp_path):
+def make_harness(request, tmp_path, kind: str) -> Harness:
     n = request.node.name.encode().hex()[-12:]
-    if request.param == "file":
+    if kind == "file":
         path = tmp_path / ".credentials.json"
         return Harness(FileSource(path), path.write_text, path.read_text)
     request.getfixturevalue("keyring_env")
-    if request.param == "keychain":
+    if kind == "keychain":
         store = SecretStore(f"Claude Code-credentials-test-{n}", "tester", platform="linux")
-        return Harness(KeychainSource(store, poll_seconds=0.05), store.set, store.get)
+        return Harness(KeychainSource(store, poll_seconds=0.05, locks=HostLocks(tmp_path)), store.set, store.get)
     store = SecretStore(f"inference-broker-test-{n}", "setup-token", platform="linux")
     return Harness(KeyringSecretSource(store, poll_seconds=0.05), store.set, store.get, oauth=False)
+
+
+@pytest.fixture(params=["file", "keychain", "setup-token"])
+def harness(request, tmp_path):
+    return make_harness(request, tmp_path, request.param)
+
+
+@pytest.fixture(params=["file", "keychain"])
+def shared_store(request, tmp_path):
+    """A source the host's Claude Code writes too: the write-back contract."""
+    return make_harness(request, tmp_path, request.param)
 
 
 def test_empty_source_has_no_login(harness):
@@ -138,3 +150,43 @@ def test_keyring_unavailable_says_why(monkeypatch):
 def test_serialized_login_parses_back():
     login = parse_login(login_json())
     assert parse_login(serialize_login(login)).access_token == login.access_token
+
+
+def test_write_back_replaces_the_pair_it_was_refreshed_from(shared_store):
+    shared_store.put(login_json())
+    base = shared_store.source.load()
+    new = base.rotated("sk-ant-oat01-" + "n" * 40, "sk-ant-ort01-" + "m" * 40, time.time() + 8 * 3600)
+    assert shared_store.source.write_back(base, new).action == wb.WRITE
+    stored = json.loads(shared_store.get())
+    assert stored["claudeAiOauth"]["refreshToken"] == "sk-ant-ort01-" + "m" * 40 and stored["mcpOAuth"]
+    assert not (shared_store.source.locks.dir / STORAGE_LOCK).exists()  # taken and given back
+
+
+def test_write_back_never_overwrites_a_newer_login(shared_store):
+    shared_store.put(login_json())
+    base = shared_store.source.load()
+    shared_store.put(login_json("sk-ant-oat01-" + "h" * 40, "sk-ant-ort01-" + "h" * 40))  # `claude /login`
+    decision = shared_store.source.write_back(base, base.rotated("sk-ant-oat01-x", "sk-ant-ort01-x", None))
+    assert decision.action == wb.KEEP_THEIRS and decision.theirs.refresh_token == "sk-ant-ort01-" + "h" * 40
+    assert json.loads(shared_store.get())["claudeAiOauth"]["refreshToken"] == "sk-ant-ort01-" + "h" * 40
+
+
+def test_write_back_restores_a_store_claude_code_cleared(shared_store):
+    shared_store.put(login_json())
+    base = shared_store.source.load()
+    doc = json.loads(shared_store.get())
+    doc["claudeAiOauth"].update(accessToken="", refreshToken="", expiresAt=0)
+    shared_store.put(json.dumps(doc))
+    new = base.rotated("sk-ant-oat01-" + "n" * 40, "sk-ant-ort01-" + "m" * 40, time.time() + 8 * 3600)
+    assert shared_store.source.write_back(base, new).action == wb.RESTORE
+    assert shared_store.source.load().refresh_token == "sk-ant-ort01-" + "m" * 40
+
+
+def test_write_back_waits_for_claude_codes_store_lock(shared_store):
+    shared_store.put(login_json())
+    base = shared_store.source.load()
+    lock = shared_store.source.locks.dir / STORAGE_LOCK
+    lock.mkdir()  # Claude Code is writing (a fresh lock)
+    with pytest.raises(RefreshError, match="Claude Code is writing"):
+        shared_store.source.write_back(base, base.rotated("sk-ant-oat01-x", "sk-ant-ort01-x", None), wait=0.3)
+    assert lock.is_dir() and shared_store.source.load().refresh_token == base.refresh_token
