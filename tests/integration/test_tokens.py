@@ -111,7 +111,7 @@ async def test_new_login_after_signed_out_is_picked_up(make_manager, token_endpo
         await m.token()
     access, refresh = token_endpoint.issue()
     write_login(creds, access, refresh, clock.time() + 8 * 3600)
-    await eventually_async(lambda: m.status().state == s.VALID, timeout=5.0)  # the watcher polls every 2 s for a missing dir
+    await eventually_async(lambda: m.status().state == s.VALID, timeout=5.0)  # a missing dir is polled for: room for a loaded machine
     assert await m.token() == access
 
 
