@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -177,19 +178,26 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def start_tray(desktop: XDesktop) -> subprocess.Popen:
     """trayer docked at the top right of `desktop`, once its panel is up."""
+    errors = tempfile.TemporaryFile()  # what trayer says, for the failure message
     trayer = subprocess.Popen(
         ["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel", "--width", "160",
          "--heighttype", "pixel", "--height", str(TRAY_HEIGHT), "--SetDockType", "true",
          "--transparent", "false", "--tint", "0x303030", "--expand", "false"],
         env=desktop.env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=errors,
     )
     try:
-        eventually(lambda: any(w.name == "panel" for w in desktop.windows()), 10, "trayer's panel window")
-    except BaseException:
+        eventually(lambda: trayer.poll() is not None or any(w.name == "panel" for w in desktop.windows()), 10,
+                   "trayer's panel window")
+        if trayer.poll() is not None:
+            raise AssertionError(f"trayer exited ({trayer.returncode})")
+    except BaseException as exc:
         _stop(trayer)
-        raise
+        errors.seek(0)
+        raise AssertionError(f"{exc}; trayer said: {errors.read().decode(errors='replace')[-2000:]!r}") from exc
+    finally:
+        errors.close()
     return trayer
 
 
