@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from broker import __version__
+from broker import __version__, sandbox_wiring
 from broker.access import SandboxAccess
 from broker.adapters import docker_net, sandbox_config
 from broker.adapters.atomic import write_private
@@ -30,13 +30,13 @@ from broker.adapters.private import private_dir
 from broker.adapters.proxy import ProxyServer
 from broker.adapters.upstream import Upstream
 from broker.adapters.usage_poll import UsageClient
-from broker.core import dockerargs
 from broker.core.actions import Action
 from broker.core.config import Config
 from broker.core.errors import BrokerError
 from broker.core.listen import ListenSpec, parse_listen, resolve_listen
 from broker.core.profiles import Profile
 from broker.core.budget import Budget
+from broker.core.claude_config import Plan
 from broker.core.snapshot import ProxyStatus, SandboxInfo, Snapshot
 from broker.core.wording import login_hint
 from broker.login_sources import build_sources
@@ -251,12 +251,16 @@ class Service:
             except Exception as exc:
                 log.error("a face failed to take the new state: %s", exc)
 
-    def docker_run_flags(self, key: str | None = None) -> str:
-        """The `docker run` flags for a sandbox. Blocks (it runs `ip`): call it in a thread."""
-        specs = [parse_listen(e) for e in self.config.listen]
-        bound = list(self.proxy.bound) if self.proxy else []
-        port = dockerargs.sandbox_port(specs, bound, docker_net.bridge_gateway(self.config.docker_bridge))
-        return dockerargs.run_line(dockerargs.base_url(port), key)
+    def docker_run_flags(self, name: str) -> str:
+        """Sandbox `name`'s `docker run` flags. Blocks (it runs `ip`): call it in a thread."""
+        return sandbox_wiring.run_flags(self.config, list(self.proxy.bound) if self.proxy else [], name)
+
+    async def new_sandbox(self) -> str:
+        """A sandbox with a free name and its config dir, for the tray; returns the name."""
+        token = self.tokens.status()
+        name = await sandbox_wiring.create(self.access, self.config, Plan(token.subscription_type, token.rate_limit_tier))
+        self._changed()
+        return name
 
     def _record_refresh(self, event: dict[str, Any]) -> None:
         """Queued for the refresh-events file's own writer thread."""

@@ -17,7 +17,8 @@ class Action(str, enum.Enum):
     SET_AUTOSTART = "set_autostart"  # arg: "on" | "off"
     QUIT = "quit"
     # Handled by the face itself (they touch the desktop, not the broker's state).
-    COPY_DOCKER_FLAGS = "copy_docker_flags"
+    COPY_DOCKER_FLAGS = "copy_docker_flags"  # arg: sandbox name; `docker-args NAME` to the clipboard
+    NEW_SANDBOX = "new_sandbox"  # a sandbox with a free name, its docker run flags to the clipboard
     OPEN_AUDIT_LOG = "open_audit_log"
     OPEN_CONFIG = "open_config"
     SHOW_STATUS = "show_status"  # a tray with no menu (pystray's xorg): the menu's words as a text file

@@ -4,8 +4,6 @@ Every format carries the same facts: `inference.local` resolves to the host gate
 URL, and Claude Code's config dir: the sandbox's own dir from the broker's state dir (holding
 its key in a stand-in login, see core.claude_config), mounted at `CONTAINER_CONFIG_DIR` with
 `CLAUDE_CONFIG_DIR` pointing there. No format carries the key itself, so none is a secret.
-`run_line` (no sandbox dir) is the generic line the tray copies: it passes the caller's
-`ANTHROPIC_API_KEY` through.
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ from broker.core.listen import ListenSpec, format_hostport
 HOST_ALIAS = "inference.local"
 ADD_HOST = f"{HOST_ALIAS}:host-gateway"
 BASE_URL_VAR = "ANTHROPIC_BASE_URL"
-KEY_VAR = "ANTHROPIC_API_KEY"
 CONFIG_DIR_VAR = "CLAUDE_CONFIG_DIR"
 CONTAINER_CONFIG_DIR = "/opt/inference-broker/claude"
 FORMATS = ("run", "env", "compose", "devcontainer")
@@ -41,12 +38,13 @@ def base_url(port: int, host: str = HOST_ALIAS) -> str:
     return f"http://{format_hostport(host, port)}"
 
 
-def run_line(base_url: str, key: str | None) -> str:
-    """Generic `docker run` flags for no sandbox in particular; `-e ANTHROPIC_API_KEY` passes
-    the caller's own key through when `key` is None."""
-    flags = ["--add-host", ADD_HOST, "-e", f"{BASE_URL_VAR}={base_url}",
-             "-e", KEY_VAR if key is None else f"{KEY_VAR}={key}"]
-    return shlex.join(flags)
+def free_name(taken: Iterable[str], prefix: str = "sandbox") -> str:
+    """The first `PREFIX-N` not in `taken`: a name for a sandbox made with one click."""
+    used = set(taken)
+    n = 1
+    while f"{prefix}-{n}" in used:
+        n += 1
+    return f"{prefix}-{n}"
 
 
 def _mount(w: Wiring) -> str:

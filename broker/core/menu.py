@@ -129,7 +129,8 @@ def _sandbox_entry(sb: SandboxInfo, now: float) -> MenuEntry:
     # Revoke comes first so keyboard navigation lands on it.
     return MenuEntry(
         f"{sb.name} — {used}",
-        submenu=(MenuEntry(f"Revoke {sb.name}", Action.REVOKE_SANDBOX, arg=sb.name), details),
+        submenu=(MenuEntry(f"Revoke {sb.name}", Action.REVOKE_SANDBOX, arg=sb.name),
+                 MenuEntry("Copy docker run flags", Action.COPY_DOCKER_FLAGS, arg=sb.name), details),
     )
 
 
@@ -157,7 +158,7 @@ def build_menu(snap: Snapshot) -> tuple[MenuEntry, ...]:
         MenuEntry("Revoke all sandbox access", Action.REVOKE_ALL, enabled=bool(snap.sandboxes)),
         SEPARATOR,
         MenuEntry("Open dashboard", Action.OPEN_DASHBOARD),
-        MenuEntry("Copy docker run flags", Action.COPY_DOCKER_FLAGS),
+        MenuEntry("New sandbox (copy its docker run flags)", Action.NEW_SANDBOX),
         MenuEntry("Open audit log", Action.OPEN_AUDIT_LOG),
         MenuEntry("Open config", Action.OPEN_CONFIG),
         SEPARATOR,

@@ -37,8 +37,8 @@ APP_NAME = "inference-broker"
 RERENDER_SECONDS = 30.0  # "valid for 5 h 12 min" stays true to the minute between state changes
 POLL_SECONDS = 0.5  # how soon the tray notices that the service's loop has stopped
 DOCK_CHECKS = 120  # xorg: polls (a minute) to check that a tray took the icon
-FACE_LOCAL = {Action.COPY_DOCKER_FLAGS, Action.OPEN_AUDIT_LOG, Action.OPEN_CONFIG, Action.SHOW_STATUS,
-              Action.OPEN_DASHBOARD}
+FACE_LOCAL = {Action.COPY_DOCKER_FLAGS, Action.NEW_SANDBOX, Action.OPEN_AUDIT_LOG, Action.OPEN_CONFIG,
+              Action.SHOW_STATUS, Action.OPEN_DASHBOARD}
 STATUS_FILE = "tray-status.txt"  # in the state dir: what a menu-less tray opens on a click
 
 
@@ -126,7 +126,7 @@ class Tray:
             if action == Action.QUIT:
                 self.stop()
             elif action in FACE_LOCAL:
-                self._submit(self._face_local(action))
+                self._submit(self._face_local(action, arg))
             else:
                 self._submit(self.service.perform(action, arg))
 
@@ -148,17 +148,20 @@ class Tray:
             except Exception:
                 log.debug("notification not shown", exc_info=True)
 
-    async def _face_local(self, action: Action) -> None:
+    async def _face_local(self, action: Action, arg: str | None = None) -> None:
         """Desktop chores: read what's needed on the loop, do the blocking part in a thread."""
-        if action == Action.COPY_DOCKER_FLAGS:
-            flags = await asyncio.to_thread(self.service.docker_run_flags)  # runs `ip`
+        if action in (Action.COPY_DOCKER_FLAGS, Action.NEW_SANDBOX):
+            name = arg if action == Action.COPY_DOCKER_FLAGS else await self.service.new_sandbox()
+            flags = await asyncio.to_thread(self.service.docker_run_flags, name)  # runs `ip`
             tool = await asyncio.to_thread(copy_to_clipboard, flags)
             if tool:
-                log.info("docker run flags copied to the clipboard (%s)", tool)
+                log.info("docker run flags for sandbox %s copied to the clipboard (%s)", name, tool)
             else:
-                log.info("no clipboard tool; docker run flags: %s", flags)
-                if self.icon.HAS_NOTIFICATION:
-                    self.icon.notify(flags, "docker run flags")
+                log.info("no clipboard tool; docker run flags for sandbox %s: %s", name, flags)
+            if self.icon.HAS_NOTIFICATION:
+                made = f"Sandbox {name} created. " if action == Action.NEW_SANDBOX else ""
+                self.icon.notify(f"{made}Its flags are on the clipboard: docker run --rm -it FLAGS IMAGE claude"
+                                 if tool else flags, f"docker run flags for {name}")
             return
         if action == Action.OPEN_DASHBOARD:
             if self.service.dashboard is None:

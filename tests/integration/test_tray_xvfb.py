@@ -97,8 +97,11 @@ class StandInService:
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback)
 
-    def docker_run_flags(self) -> str:
-        return "--add-host inference.local:host-gateway -e ANTHROPIC_BASE_URL=http://inference.local:41236 -e ANTHROPIC_API_KEY"
+    def docker_run_flags(self, name: str) -> str:
+        return f"--add-host inference.local:host-gateway -e ANTHROPIC_BASE_URL=http://inference.local:41236 --mount src={name}"
+
+    async def new_sandbox(self) -> str:
+        return "gamma"
 
     def change(self, **kw) -> None:  # on the loop thread
         if "token_state" in kw:
@@ -422,6 +425,7 @@ def real_broker(desktop: XDesktop, tmp_path: Path) -> Iterator[Running]:
 
 
 def test_real_broker_tray_clicks_change_its_state(desktop: XDesktop, real_broker: Running) -> None:
+    require_tools("xclip")
     broker, endpoint, home = real_broker.broker, real_broker.endpoint, real_broker.broker.home
     icon = real_broker.icon
     assert broker.status()["proxy"]["paused"] is False
@@ -464,9 +468,20 @@ def test_real_broker_tray_clicks_change_its_state(desktop: XDesktop, real_broker
     eventually(lambda: broker.status()["token"]["last_refresh"] not in (None, before), 10, "last_refresh to change")
     assert endpoint.problems == []
 
+    # New sandbox -> `sandbox-1` exists with its Claude Code dir, and the clipboard holds the
+    # same flags `docker-args sandbox-1` prints (they mount that dir; no key in them).
+    menu = menus.open()
+    band = menus.select(menu, "Up", selectable_from_bottom(shape(sandboxes=1), Action.NEW_SANDBOX))
+    menus.click_selected(menu, band)
+    eventually(lambda: sandbox_names(broker) == ["beta", "sandbox-1"], 5, "the new sandbox")
+    assert (broker.state_dir / "sandboxes" / "sandbox-1" / ".credentials.json").is_file()
+    flags = broker.cli("docker-args", "sandbox-1", check=True).stdout.strip()
+    eventually(lambda: clipboard(desktop) == flags, 5, "the new sandbox's flags on the clipboard")
+    assert "sk-ib-" not in flags
+
     # Launch at login -> an XDG autostart entry in the private HOME.
     menu = menus.open()
-    band = menus.select(menu, "Up", selectable_from_bottom(shape(sandboxes=1), Action.SET_AUTOSTART))
+    band = menus.select(menu, "Up", selectable_from_bottom(shape(sandboxes=2), Action.SET_AUTOSTART))
     menus.click_selected(menu, band)
     entry = home / ".config" / "autostart" / "inference-broker.desktop"
     eventually(entry.exists, 5, "the autostart entry")
@@ -495,6 +510,11 @@ def test_real_broker_with_tray_stops_cleanly_on_signals(desktop: XDesktop, real_
 
 
 # -- desktop chores: notifications and the clipboard --------------------------------------
+
+
+def clipboard(desktop: XDesktop) -> str:
+    return subprocess.run(["xclip", "-selection", "clipboard", "-o"], env=desktop.env, capture_output=True,
+                          text=True).stdout
 
 
 def _displayed(desktop: XDesktop) -> int:
@@ -533,12 +553,11 @@ def test_tray_notifies_once_per_change_and_copies_docker_flags(desktop: XDesktop
         icon = eventually(lambda: docked_icon(desktop), 10, "the icon to dock in the tray")
         menus = MenuDriver(desktop, icon)
 
-        # Copy docker run flags -> the real X clipboard holds them.
+        # New sandbox -> the real X clipboard holds the new sandbox's docker run flags.
         menu = menus.open()
-        menus.click_selected(menu, menus.select(menu, "Up", selectable_from_bottom(shape(sandboxes=2), Action.COPY_DOCKER_FLAGS)))
-        flags = StandInService.docker_run_flags(None)  # type: ignore[arg-type]
-        eventually(lambda: subprocess.run(["xclip", "-selection", "clipboard", "-o"], env=desktop.env,
-                                        capture_output=True, text=True).stdout == flags, 5, "the flags on the clipboard")
+        menus.click_selected(menu, menus.select(menu, "Up", selectable_from_bottom(shape(sandboxes=2), Action.NEW_SANDBOX)))
+        flags = StandInService.docker_run_flags(None, "gamma")  # type: ignore[arg-type]
+        eventually(lambda: clipboard(desktop) == flags, 5, "the flags on the clipboard")
 
         # Refresh starts failing -> one notification; the retry loop's passes don't repeat it.
         for state in ("expiring", "refreshing", "expiring", "refreshing", "expiring"):

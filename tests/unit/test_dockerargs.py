@@ -57,10 +57,10 @@ def test_run_refuses_a_dir_docker_mount_cannot_carry() -> None:
         da.render("run", da.Wiring(URL, "/state/a,b"))
 
 
-def test_generic_run_line_passes_callers_key() -> None:
-    hosts, env, _ = _run_flags(shlex.split(da.run_line(URL, None)))
-    assert hosts == ["inference.local:host-gateway"]
-    assert env == {"ANTHROPIC_BASE_URL": URL, "ANTHROPIC_API_KEY": None}
+def test_free_name_takes_the_first_gap() -> None:
+    assert da.free_name([]) == "sandbox-1"
+    assert da.free_name(["sandbox-1", "sandbox-3", "other"]) == "sandbox-2"
+    assert da.free_name(["x-1"], prefix="x") == "x-2"
 
 
 def test_env_file_points_at_the_host_dir() -> None:

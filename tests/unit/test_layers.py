@@ -22,6 +22,7 @@ LAYERS = [
     ("broker.refresh_steps", 2),
     ("broker.token_events", 2),
     ("broker.access", 2),
+    ("broker.sandbox_wiring", 2),
     ("broker.login_sources", 2),
     ("broker.plan_watch", 2),
     ("broker.metering", 2),

@@ -101,7 +101,7 @@ def test_every_token_state_makes_a_complete_menu(state: str) -> None:
     menu = build_menu(snap(state, reason="boom"))
     actions = by_action(menu)
     assert set(actions) == {
-        Action.REFRESH, Action.PAUSE, Action.REVOKE_ALL, Action.COPY_DOCKER_FLAGS,
+        Action.REFRESH, Action.PAUSE, Action.REVOKE_ALL, Action.NEW_SANDBOX,
         Action.OPEN_AUDIT_LOG, Action.OPEN_CONFIG, Action.OPEN_DASHBOARD, Action.SET_AUTOSTART, Action.QUIT,
     }
     assert menu[1].label == token_words(snap(state, reason="boom").token, NOW)
@@ -153,7 +153,9 @@ def test_several_sandboxes_each_with_last_use_and_revoke() -> None:
     for i, entry in enumerate(sandboxes.submenu):
         revoke = entry.submenu[0]  # first, so keyboard navigation lands on it
         assert (revoke.action, revoke.arg, revoke.enabled) == (Action.REVOKE_SANDBOX, f"box{i}", True)
-        assert entry.submenu[1].label.startswith(f"{i} request")
+        copy = entry.submenu[1]
+        assert (copy.action, copy.arg, copy.enabled) == (Action.COPY_DOCKER_FLAGS, f"box{i}", True)
+        assert entry.submenu[2].label.startswith(f"{i} request")
     assert by_action(menu)[Action.REVOKE_ALL].enabled
     assert "3 sandboxes" in menu[3].label
     assert "1 sandbox ·" in build_menu(snap(sandboxes=1))[3].label
@@ -199,7 +201,7 @@ def test_status_text_has_the_menus_words_without_its_actions() -> None:
     assert lines[:2] == ["Claude Max", "Token valid for 5 h 12 min"]
     assert "Sandboxes (2)" in lines and "  box1 — used 5 min ago" in lines
     assert "    1 request · 0 in / 0 out tokens" in lines
-    assert not any(w in text for w in ("Revoke", "Pause access", "Quit", "Copy docker"))
+    assert not any(w in text for w in ("Revoke", "Pause access", "Quit", "Copy docker", "New sandbox"))
     assert text.endswith(NO_MENU_HINT + "\n")
 
 
@@ -225,4 +227,4 @@ def test_plan_limits_show_under_the_proxy_line(monkeypatch: pytest.MonkeyPatch) 
 def test_a_sandbox_budget_shows_in_its_submenu() -> None:
     sb = SandboxInfo("alpha", NOW, requests=2, input_tokens=22, output_tokens=10, budget="20k/5h", budget_used=32)
     entry = next(e for e in build_menu(Snapshot(now=NOW, sandboxes=(sb,))) if e.label.startswith("Sandboxes"))
-    assert entry.submenu[0].submenu[1].label == "2 requests · 22 in / 10 out tokens · budget 32 of 20k/5h"
+    assert entry.submenu[0].submenu[2].label == "2 requests · 22 in / 10 out tokens · budget 32 of 20k/5h"
