@@ -10,7 +10,6 @@ from __future__ import annotations
 import shlex
 import urllib.request
 
-import pytest
 
 from tests.e2e.infra.broker import BrokerProcess, Upstream
 from tests.e2e.infra.clients import BODY, CLAUDE_ENV, WGET_STREAM, claude_print, sse_events, sse_text

@@ -102,6 +102,8 @@ async def test_the_door_refuses_strangers(make_broker):
     sid = re.match(rf"{COOKIE}=([^;]+)", headers["Set-Cookie"]).group(1)
     status, _, body = await get(url)
     assert status == 403 and "already used" in body
+    status, _, _ = await get(base + "/", cookie=sid)  # the session the link gave still works
+    assert status == 200
     status, _, _ = await get(f"{base}/login?t=made-up")
     assert status == 403
     status, _, _ = await get(base + "/", cookie="forged")

@@ -70,7 +70,7 @@ def opener(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     yield bin_dir, tmp_path / "opened.txt"
 
 
-def click_xorg_icon(desktop: XDesktop, tmp_path: Path, opener: tuple[Path, Path], check: Callable[[str], None],
+def click_xorg_icon(desktop: XDesktop, tmp_path: Path, opener: tuple[Path, Path], check: Callable[[str], None],  # noqa: F811
                     **settings: object) -> None:
     """Run the broker on the xorg backend, left-click its icon, and `check` what it opened
     while the broker still runs."""

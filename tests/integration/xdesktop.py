@@ -8,6 +8,7 @@ their own pids.
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import subprocess
@@ -111,20 +112,28 @@ class XDesktop:
 
 
 def _start_xvfb() -> tuple[subprocess.Popen, str]:
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
-        pass_fds=(write_fd,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
-    with os.fdopen(read_fd) as pipe:
-        number = pipe.readline().strip()  # written once the server accepts connections
-    if not number:
-        proc.kill()
-        raise RuntimeError("Xvfb did not start")
-    return proc, f":{number}"
+    """Xvfb on a display number of its own. Not the lowest free one, which `-displayfd` alone
+    would pick: a server just stopped there may still hold its listening socket for a moment,
+    and a client of the new server would knock on the old one's door."""
+    for _ in range(20):
+        number = random.randrange(100, 60000)
+        if os.path.exists(f"/tmp/.X{number}-lock") or os.path.exists(f"/tmp/.X11-unix/X{number}"):
+            continue
+        read_fd, write_fd = os.pipe()
+        proc = subprocess.Popen(
+            ["Xvfb", f":{number}", "-displayfd", str(write_fd), "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24",
+             "-nolisten", "tcp"],
+            pass_fds=(write_fd,),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        os.close(write_fd)
+        with os.fdopen(read_fd) as pipe:
+            ready = pipe.readline().strip()  # written once the server accepts connections
+        if ready:
+            return proc, f":{ready}"
+        proc.wait(timeout=10)  # taken by another server meanwhile: try another number
+    raise RuntimeError("Xvfb did not start")
 
 
 BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
@@ -176,29 +185,36 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=5)
 
 
-def start_tray(desktop: XDesktop) -> subprocess.Popen:
-    """trayer docked at the top right of `desktop`, once its panel is up."""
-    errors = tempfile.TemporaryFile()  # what trayer says, for the failure message
-    trayer = subprocess.Popen(
-        ["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel", "--width", "160",
-         "--heighttype", "pixel", "--height", str(TRAY_HEIGHT), "--SetDockType", "true",
-         "--transparent", "false", "--tint", "0x303030", "--expand", "false"],
-        env=desktop.env,
-        stdout=subprocess.DEVNULL,
-        stderr=errors,
-    )
-    try:
-        eventually(lambda: trayer.poll() is not None or any(w.name == "panel" for w in desktop.windows()), 10,
-                   "trayer's panel window")
-        if trayer.poll() is not None:
-            raise AssertionError(f"trayer exited ({trayer.returncode})")
-    except BaseException as exc:
-        _stop(trayer)
-        errors.seek(0)
-        raise AssertionError(f"{exc}; trayer said: {errors.read().decode(errors='replace')[-2000:]!r}") from exc
-    finally:
-        errors.close()
-    return trayer
+def start_tray(desktop: XDesktop, attempts: int = 3) -> subprocess.Popen:
+    """trayer docked at the top right of `desktop`, once its panel is up.
+
+    Under load, trayer sometimes exits at once with "cannot open display" although the display
+    answers a moment later: such a start is tried again, up to `attempts` times."""
+    for attempt in range(1, attempts + 1):
+        errors = tempfile.TemporaryFile()  # what trayer says, for the failure message
+        trayer = subprocess.Popen(
+            ["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel", "--width", "160",
+             "--heighttype", "pixel", "--height", str(TRAY_HEIGHT), "--SetDockType", "true",
+             "--transparent", "false", "--tint", "0x303030", "--expand", "false"],
+            env=desktop.env,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
+        try:
+            eventually(lambda: trayer.poll() is not None or any(w.name == "panel" for w in desktop.windows()), 10,
+                       "trayer's panel window")
+            if trayer.poll() is None:
+                return trayer
+            errors.seek(0)
+            said = errors.read().decode(errors="replace")[-2000:]
+            if attempt == attempts or "cannot open display" not in said:
+                raise AssertionError(f"trayer exited ({trayer.returncode}) and said: {said!r}")
+        except BaseException:
+            _stop(trayer)
+            raise
+        finally:
+            errors.close()
+    raise AssertionError("unreachable")
 
 
 @contextmanager

@@ -21,7 +21,7 @@ EXPECTED = {
 def exchange(port: int, key: str, *, stream: bool, fault: str = "", timeout: float = 30.0) -> tuple[str, bytes]:
     """One request; returns (outcome, raw reply). Outcomes: ok, error NNN, cut stream, no reply."""
     body = json.dumps({**REQUEST, "stream": stream}).encode()
-    head = [f"POST /v1/messages HTTP/1.1", "Host: inference.local", f"x-api-key: {key}",
+    head = ["POST /v1/messages HTTP/1.1", "Host: inference.local", f"x-api-key: {key}",
             "Content-Type: application/json", f"Content-Length: {len(body)}", "Connection: close"]
     if fault:
         head.append(f"{FAULT_HEADER}: {fault}")
