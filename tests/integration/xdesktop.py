@@ -8,7 +8,6 @@ their own pids.
 from __future__ import annotations
 
 import os
-import random
 import re
 import signal
 import subprocess
@@ -112,28 +111,20 @@ class XDesktop:
 
 
 def _start_xvfb() -> tuple[subprocess.Popen, str]:
-    """Xvfb on a display number of its own. Not the lowest free one, which `-displayfd` alone
-    would pick: a server just stopped there may still hold its listening socket for a moment,
-    and a client of the new server would knock on the old one's door."""
-    for _ in range(20):
-        number = random.randrange(100, 60000)
-        if os.path.exists(f"/tmp/.X{number}-lock") or os.path.exists(f"/tmp/.X11-unix/X{number}"):
-            continue
-        read_fd, write_fd = os.pipe()
-        proc = subprocess.Popen(
-            ["Xvfb", f":{number}", "-displayfd", str(write_fd), "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24",
-             "-nolisten", "tcp"],
-            pass_fds=(write_fd,),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        os.close(write_fd)
-        with os.fdopen(read_fd) as pipe:
-            ready = pipe.readline().strip()  # written once the server accepts connections
-        if ready:
-            return proc, f":{ready}"
-        proc.wait(timeout=10)  # taken by another server meanwhile: try another number
-    raise RuntimeError("Xvfb did not start")
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
+        pass_fds=(write_fd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        number = pipe.readline().strip()  # written once the server accepts connections
+    if not number:
+        proc.kill()
+        raise RuntimeError("Xvfb did not start")
+    return proc, f":{number}"
 
 
 BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
