@@ -37,7 +37,7 @@ LAYERS = [
 ]
 CORE_FORBIDDEN = ("aiohttp", "pystray", "keyring", "watchdog", "sqlite3", "subprocess", "PIL", "filelock", "asyncio")
 MAX_LINES = 300
-CORE_EXEMPT = {"broker.core.clock": {"asyncio"}}  # SystemClock.sleep: the one awaitable in core
+CORE_EXEMPT = {"broker.core.clock": {"asyncio"}}  # SystemClock's sleeps: the only awaitables in core
 OVERSIZE_ALLOWED: set[str] = set()
 
 
