@@ -32,8 +32,10 @@ reliability: $(VENV)/.installed
 icons: $(VENV)/.installed
 	$(PY) scripts/make_icons.py
 
+# The whole benchmark in one interleaved run (~4 min); BENCH_ARGS=--quick for about a minute.
 bench: $(VENV)/.installed
-	$(PY) benchmarks/proxy_overhead.py
+	@mkdir -p build
+	$(PY) benchmarks/proxy_overhead.py --json build/bench.json --markdown build/bench.md $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
