@@ -1,0 +1,80 @@
+"""What the proxy reads from a request body: is it a JSON object, and which model it names.
+
+Claude Code sends about 76 KB per request with `"model"` as the first key. Parsing all of
+it to read one string cost more CPU than the rest of the proxy's work together, so the
+top-level keys are scanned in order and the scan stops at `"model"`; only a nested value
+met before it (the anthropic Python SDK sends `max_tokens`, `messages`, then `model`) makes
+it fall back to a full parse. A body must start with `{` and end with `}`: that refuses
+what is plainly not an object (an array, a cut-off body) without reading it all; anything
+subtler is for the upstream API to refuse, and its 400 reaches the client as is.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+_WS = b" \t\r\n"
+# A JSON string token (escapes allowed), a scalar, or a key with its colon; all anchored at pos.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_SCALAR = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null',
+                     re.DOTALL)
+_KEY = re.compile(rb'[ \t\r\n]*"([^"\\]*)"[ \t\r\n]*:[ \t\r\n]*')
+_NEXT = re.compile(rb"[ \t\r\n]*([,}])")
+
+
+def looks_like_object(body: bytes) -> bool:
+    """True when the body is shaped like one JSON object: `{` ... `}` around optional space."""
+    return body.lstrip(_WS)[:1] == b"{" and body.rstrip(_WS)[-1:] == b"}"
+
+
+def request_model(body: bytes) -> tuple[bool, str | None]:
+    """(the body is a JSON object, its top-level "model" when that is a string).
+
+    Exact for valid JSON whose top-level keys carry no escapes (any escape falls back to a
+    full parse). With "model" given twice, the first counts (a full parse keeps the last).
+    """
+    if not looks_like_object(body):
+        return False, None
+    pos = body.index(b"{") + 1
+    while True:
+        key = _KEY.match(body, pos)
+        if key is None:
+            break  # an escaped key, an empty object, or not JSON: let the parser decide
+        pos = key.end()
+        if key.group(1) == b"model":
+            value = _STRING.match(body, pos)
+            return True, _string(value.group()) if value else None
+        value = _SCALAR.match(body, pos)
+        if value is None:
+            break  # a nested object or array before "model"
+        sep = _NEXT.match(body, value.end())
+        if sep is None:
+            break
+        if sep.group(1) == b"}":
+            return True, None
+        pos = sep.end()
+    return _parsed(body)
+
+
+def _string(token: bytes) -> str | None:
+    if b"\\" not in token:
+        try:
+            return token[1:-1].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    try:
+        return json.loads(token)
+    except ValueError:
+        return None
+
+
+def _parsed(body: bytes) -> tuple[bool, str | None]:
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False, None
+    if not isinstance(doc, dict):
+        return False, None
+    model = doc.get("model")
+    return True, model if isinstance(model, str) else None
