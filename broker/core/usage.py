@@ -77,12 +77,37 @@ def usage_from_json(body: bytes) -> Usage | None:
     return None
 
 
+# Usage travels only in these events; an event naming neither (in its `event:` line or its
+# data) is not parsed, and a chunk of whole events naming neither is not even split in lines.
+_USAGE_EVENTS = (b"message_start", b"message_delta")
+
+
+def _names_usage(data: bytes) -> bool:
+    return _USAGE_EVENTS[0] in data or _USAGE_EVENTS[1] in data
+
+
+def _skip_events(buf: bytearray, pos: int, start: int) -> int:
+    """Past the whole `\\n`-separated events from `pos` on that name no usage event.
+
+    `pos` is at the start of a line between events; the first `\\n\\n` at or after `start`
+    ends the next event. An event with a `\\r` or a usage name is left to the line reader.
+    """
+    while (end := buf.find(b"\n\n", start)) >= 0:
+        if (buf.find(b"\r", pos, end) >= 0 or buf.find(_USAGE_EVENTS[0], pos, end) >= 0
+                or buf.find(_USAGE_EVENTS[1], pos, end) >= 0):
+            break
+        pos = start = end + 2
+    return pos
+
+
 class SSEUsageTracker:
     """Incremental SSE reader that keeps only what usage accounting needs.
 
     Chunks may split events, lines and even `\\r\\n` pairs anywhere. Output tokens in
     `message_delta` are cumulative (the last one wins); input and cache counts there may
-    repeat or refine `message_start`'s, so the largest wins.
+    repeat or refine `message_start`'s, so the largest wins. Most of a stream is text deltas:
+    a chunk that starts and ends on event boundaries and names no usage event is skipped
+    whole, so a stream costs two JSON parses, not one per event.
     """
 
     def __init__(self) -> None:
@@ -97,6 +122,9 @@ class SSEUsageTracker:
         self.skipped = 0
 
     def feed(self, chunk: bytes) -> None:
+        if (chunk.endswith(b"\n\n") and not self._buf and not self._skip_lf and not self._event and not self._data
+                and not self._oversized and not self._discard_line and not _names_usage(chunk)):
+            return
         try:
             self._feed(chunk)
         except Exception:  # noqa: BLE001 - accounting must never break the stream
@@ -116,6 +144,8 @@ class SSEUsageTracker:
             pos = scan = 1
         self._skip_lf = False
         while True:
+            if not (self._data or self._event or self._oversized or self._discard_line):
+                pos = _skip_events(buf, pos, max(pos, scan))
             m = _LINE_END.search(buf, max(pos, scan))
             if m is None:
                 break
@@ -127,7 +157,10 @@ class SSEUsageTracker:
                 self._discard_line = False
                 continue
             self._line(line)
-        del buf[:pos]
+        if pos == len(buf):
+            buf.clear()  # frees the buffer; deleting a prefix would keep it allocated
+        else:
+            del buf[:pos]
         if len(buf) > MAX_EVENT_BYTES:
             buf.clear()
             self._discard_line = True
@@ -167,8 +200,11 @@ class SSEUsageTracker:
             return
         if not data:
             return
+        joined = b"\n".join(data)
+        if not _names_usage(event) and not _names_usage(joined):
+            return
         try:
-            doc = json.loads(b"\n".join(data))
+            doc = json.loads(joined)
         except (ValueError, UnicodeDecodeError, RecursionError):
             return
         if isinstance(doc, dict):
@@ -197,8 +233,8 @@ class SSEUsageTracker:
 def plan_limits(headers: Mapping[str, str]) -> dict[str, str]:
     """The subscription's plan-limit headers, e.g. {"5h-utilization": "0.42", "status": ...}."""
     out: dict[str, str] = {}
+    size = len(PLAN_PREFIX)
     for name, value in headers.items():
-        lname = name.lower()
-        if lname.startswith(PLAN_PREFIX) and len(lname) > len(PLAN_PREFIX):
-            out[lname[len(PLAN_PREFIX) :]] = value
+        if len(name) > size and name[:size].lower() == PLAN_PREFIX:  # most names are shorter
+            out[name[size:].lower()] = value
     return out

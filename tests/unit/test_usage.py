@@ -223,3 +223,36 @@ def test_plan_limits():
         "7d-utilization": "0.1",
         "7d-reset": "1760500000",
     }
+
+
+def test_only_usage_events_are_parsed(monkeypatch):
+    import broker.core.usage as usage_mod
+
+    parsed: list[bytes] = []
+    real = usage_mod.json.loads
+    monkeypatch.setattr(usage_mod.json, "loads", lambda s, *a, **k: parsed.append(s) or real(s, *a, **k))
+    deltas = [sse("content_block_delta", DELTA_TEXT) for _ in range(40)]
+    assert track(sse("message_start", START), *deltas, b"".join(deltas), sse("message_delta", MSG_DELTA)) == EXPECTED
+    assert len(parsed) == 2 and all(b"message_" in p for p in parsed)
+
+
+def test_usage_event_named_only_in_its_event_line_across_chunks():
+    no_type = {k: v for k, v in MSG_DELTA.items() if k != "type"}
+    assert track(sse("message_start", START), b"event: message_delta\n",
+                 b"data: " + json.dumps(no_type).encode() + b"\n\n") == EXPECTED
+
+
+def test_usage_named_only_in_data_under_another_event_name():
+    assert track(sse("message_start", START), sse("content_block_delta", MSG_DELTA)) == EXPECTED
+
+
+@pytest.mark.parametrize("sep", ["\n", "\r\n"])
+def test_a_whole_stream_in_one_chunk_parses_two_events(monkeypatch, sep):
+    import broker.core.usage as usage_mod
+
+    parsed: list[bytes] = []
+    real = usage_mod.json.loads
+    monkeypatch.setattr(usage_mod.json, "loads", lambda s, *a, **k: parsed.append(s) or real(s, *a, **k))
+    deltas = b"".join(sse("content_block_delta", DELTA_TEXT, sep) for _ in range(40))
+    assert track(stream(sep)[:-10] + deltas[:7], deltas[7:] + stream(sep)) == EXPECTED
+    assert len(parsed) == 4  # message_start and message_delta, in each of the two streams
