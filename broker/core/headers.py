@@ -76,14 +76,7 @@ def connection_named(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
     return frozenset(named)
 
 
-def _dropped_from_request(lname: str, extra: frozenset[str]) -> bool:
-    return (
-        lname in _CLIENT_CREDENTIALS
-        or lname in _REQUEST_DROP
-        or lname in HOP_BY_HOP
-        or lname in extra
-        or lname.startswith("x-forwarded-")
-    )
+_ALWAYS_DROPPED = HOP_BY_HOP | _CLIENT_CREDENTIALS | _REQUEST_DROP
 
 
 def rewrite_request_headers(
@@ -100,34 +93,36 @@ def rewrite_request_headers(
     credential, and emits exactly one header per `mandatory` name with the client's flags
     merged in (at the client's position, or at the end when the client sent none). A header
     that carries one of `secrets` (the sandbox's key pasted where it does not belong) is
-    dropped whole, as in responses.
+    dropped whole, as in responses. One pass over the headers, each name lower-cased once:
+    this runs for every request.
     """
     needles = [s for s in secrets if s]
-    items = [(n, v) for n, v in headers if not any(s in v or s in n for s in needles)]
-    extra = connection_named(items) | {auth_header.lower()}
+    items = [(name.lower(), name, value) for name, value in headers]
+    if needles:
+        items = [i for i in items if not any(s in i[2] or s in i[1] for s in needles)]
+    dropped = _ALWAYS_DROPPED | {auth_header.lower()}
+    if "connection" in (lname for lname, _, _ in items):
+        dropped |= connection_named((lname, value) for lname, _, value in items)
     wanted = {name.lower(): (name, value) for name, value in mandatory.items()}
-    client_values: dict[str, list[str]] = {lname: [] for lname in wanted}
-    for name, value in items:
-        lname = name.lower()
-        if lname in wanted and not _dropped_from_request(lname, extra):
-            client_values[lname].append(value)
-
+    client_values: dict[str, list[str]] = {}
+    at: dict[str, int] = {}  # where the client first sent each mandatory header
     out: list[tuple[str, str]] = []
-    emitted: set[str] = set()
-    for name, value in items:
-        lname = name.lower()
-        if lname in wanted:
-            if lname not in emitted and client_values[lname]:
-                out_name, flags = wanted[lname]
-                out.append((out_name, merge_list_header(client_values[lname], [flags])))
-                emitted.add(lname)
+    for lname, name, value in items:
+        if lname in dropped or lname.startswith("x-forwarded-"):
             continue
-        if _dropped_from_request(lname, extra):
+        if lname in wanted:
+            if lname not in at:
+                at[lname] = len(out)
+                out.append(wanted[lname])  # replaced below by the merged value
+            client_values.setdefault(lname, []).append(value)
             continue
         out.append((name, value))
     for lname, (out_name, flags) in wanted.items():
-        if lname not in emitted:
-            out.append((out_name, merge_list_header([], [flags])))
+        merged = merge_list_header(client_values.get(lname, ()), [flags])
+        if lname in at:
+            out[at[lname]] = (out_name, merged)
+        else:
+            out.append((out_name, merged))
     out.append((auth_header, auth_value))
     return out
 
@@ -141,15 +136,17 @@ def rewrite_response_headers(
     could still leak a prefix, and no legitimate header needs one.
     """
     items = list(headers)
-    extra = connection_named(items)
+    dropped = HOP_BY_HOP | _RESPONSE_DROP | connection_named(items)
     needles = [s for s in secrets if s]
     out: list[tuple[str, str]] = []
     for name, value in items:
         lname = name.lower()
-        if lname in HOP_BY_HOP or lname in _RESPONSE_DROP or lname in extra:
+        if lname in dropped:
             continue
-        if any(s in value or s in name for s in needles):
-            logger.warning("dropped upstream response header %r: it carried a secret", lname)
-            continue
-        out.append((name, value))
+        for s in needles:  # a loop, not any(...): this runs for every header of every reply
+            if s in value or s in name:
+                logger.warning("dropped upstream response header %r: it carried a secret", lname)
+                break
+        else:
+            out.append((name, value))
     return out
