@@ -7,6 +7,7 @@ shape, so a sandbox's SDK shows a readable message. Modelled on aws-vault's
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -80,6 +81,8 @@ def check_host(host_header: str | None, allowed: Collection[str]) -> Refusal | N
     name = host_name(host_header)
     if name is None:
         return refusal(400, f"malformed Host header {shown(host_header)!r}")
+    if name in allowed:  # the usual case, without normalizing every allowed entry
+        return None
     permitted = {host_name(a) or a.lower() for a in allowed}
     if name in permitted:
         return None
@@ -155,6 +158,11 @@ def path_allowed(raw_path: str, allowlist: Sequence[str]) -> bool:
 
 def check_path(method: str, raw_path: str, allowlist: Sequence[str]) -> Refusal | None:
     """Forward only the API endpoints a sandbox needs (never OAuth or account endpoints)."""
+    return _check_path(method, raw_path, tuple(allowlist))
+
+
+@functools.lru_cache(maxsize=256)  # sandboxes call the same few paths over and over
+def _check_path(method: str, raw_path: str, allowlist: tuple[str, ...]) -> Refusal | None:
     if method.upper() not in ALLOWED_METHODS:
         return refusal(405, f"method {shown(method)} is not forwarded by inference-broker")
     problem = path_problem(raw_path)
