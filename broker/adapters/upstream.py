@@ -1,39 +1,133 @@
 """The upstream API client: one pooled aiohttp session, streaming, no total timeout.
 
 A long stream must not be cut by a total deadline, so only the connect time and the silence
-between chunks are bounded.
+of the upstream (waiting for a reply's headers, or between its chunks) are bounded. aiohttp's
+own idle timer (`sock_read`) is made and cancelled again on every chunk, for streams of
+thousands of chunks; here one watchdog timer for all requests, running only while some wait,
+checks how long each has waited. Time spent writing to the client (who may be slow) is not
+the upstream's silence.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+from collections.abc import AsyncIterator
+
 import aiohttp
 from yarl import URL
+
+_NO_USER_AGENT = ("User-Agent",)
 
 
 class Upstream:
     def __init__(self, base_url: str, connect_timeout: float = 30.0, read_idle_timeout: float = 600.0) -> None:
         self.base = base_url.rstrip("/")
-        self.timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_connect=connect_timeout,
-                                             sock_read=read_idle_timeout)
+        self.timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_connect=connect_timeout)
+        self.watchdog = _Watchdog(read_idle_timeout)
         self._session: aiohttp.ClientSession | None = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             # auto_decompress: the proxy relays a decoded body and drops Content-Encoding.
+            # No pool limit: aiohttp's default of 100 connections would hold the 101st
+            # concurrent stream back until another one ended. An idle pooled connection
+            # lasts no longer than the silence allowed in a reply (aiohttp's default: 15 s).
+            keepalive = min(15.0, self.watchdog.seconds)
             self._session = aiohttp.ClientSession(timeout=self.timeout, auto_decompress=True,
-                                                  skip_auto_headers=("User-Agent",))
+                                                  connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=keepalive))
         return self._session
 
     def url(self, raw_path_qs: str) -> URL:
         """The upstream URL with the client's path and query kept byte for byte."""
-        return URL(self.base + raw_path_qs, encoded=True)
+        return _url(self.base, raw_path_qs)
 
     async def send(self, method: str, raw_path_qs: str, headers: list[tuple[str, str]], body: bytes) -> aiohttp.ClientResponse:
-        return await self.session.request(method, self.url(raw_path_qs), headers=headers,
-                                          data=body if body or method not in ("GET", "HEAD") else None,
-                                          allow_redirects=False)
+        """Send a request and wait for the response's headers (asyncio.TimeoutError if the
+        upstream stays silent for `read_idle_timeout` seconds)."""
+        # aiohttp would add its own User-Agent where the client sent none; skipping it costs
+        # a copy of the headers per request, so it is asked for only when needed.
+        skip = None if any(k.lower() == "user-agent" for k, _ in headers) else _NO_USER_AGENT
+        with self.watchdog.waiting():
+            return await self.session.request(method, self.url(raw_path_qs), headers=headers,
+                                              data=body if body or method not in ("GET", "HEAD") else None,
+                                              allow_redirects=False, skip_auto_headers=skip)
+
+    async def body(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        """The response body chunk by chunk; asyncio.TimeoutError after `read_idle_timeout`
+        seconds without a chunk (the time the consumer takes per chunk does not count)."""
+        chunks = resp.content.iter_any()
+        waiting = self.watchdog.waiting()
+        while True:
+            with waiting:
+                try:
+                    chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    return
+            yield chunk
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+@functools.lru_cache(maxsize=256)  # sandboxes call the same few paths; a URL is immutable
+def _url(base: str, raw_path_qs: str) -> URL:
+    return URL(base + raw_path_qs, encoded=True)
+
+
+class _Watchdog:
+    """Cancels a task that has waited on the upstream for `seconds`, which then raises
+    asyncio.TimeoutError from `waiting()`. One timer, ticking only while tasks wait, checks
+    them all, so each wait costs two dict operations, not a timer of its own."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.tick = max(seconds / 8, 0.01)  # a silent upstream is cut after 1 to 1.125 x seconds
+        self._since: dict[asyncio.Task, float] = {}
+        self._fired: set[asyncio.Task] = set()
+        self._handle: asyncio.TimerHandle | None = None
+
+    def waiting(self) -> "_Waiting":
+        return _Waiting(self)
+
+    @property
+    def ticking(self) -> bool:
+        """True while its timer runs (an idle broker must not wake up for it)."""
+        return self._handle is not None
+
+    def _check(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for task, since in list(self._since.items()):
+            if now - since >= self.seconds:
+                del self._since[task]
+                self._fired.add(task)
+                task.cancel()
+        self._handle = loop.call_later(self.tick, self._check) if self._since else None
+
+
+class _Waiting:
+    __slots__ = ("dog", "task")
+
+    def __init__(self, dog: _Watchdog) -> None:
+        self.dog = dog
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+
+    def __enter__(self) -> None:
+        dog = self.dog
+        loop = asyncio.get_running_loop()
+        dog._since[self.task] = loop.time()
+        if dog._handle is None:
+            dog._handle = loop.call_later(dog.tick, dog._check)
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> None:
+        dog, task = self.dog, self.task
+        dog._since.pop(task, None)
+        if task in dog._fired:
+            dog._fired.discard(task)
+            if kind is asyncio.CancelledError and task.uncancel() == 0:
+                raise asyncio.TimeoutError("the upstream API went silent") from None
