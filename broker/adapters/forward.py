@@ -11,7 +11,6 @@ retry. What happened is written into the request's `Exchange`, which becomes its
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from broker.core.ports import TokenProvider
 from broker.core.profiles import Profile
 from broker.core.redact import REGISTRY
 from broker.core.scrub import StreamScrubber
+from broker.core.reqbody import request_model
 from broker.core.usage import SSEUsageTracker, Usage, plan_limits, usage_from_json
 
 log = logging.getLogger(__name__)
@@ -118,11 +118,9 @@ class Forwarder:
             if request.headers.get("Content-Encoding", "").strip().lower() in DECODED_ENCODINGS:
                 # aiohttp decoded the body: say so upstream, or it would try to decode it again.
                 headers = [(k, v) for k, v in headers if k.lower() != "content-encoding"]
-            doc = _json_object(body) if body else None
-            if request.method == "POST" and body and doc is None:
+            is_object, ex.model = request_model(body) if body else (False, None)
+            if request.method == "POST" and body and not is_object:
                 raise Refused(refusal(400, "request body must be a JSON object"))
-            model = doc.get("model") if doc else None
-            ex.model = model if isinstance(model, str) else None
             token = await self._token(self.token_margin)
             up = await self._send(request, headers, body, token, key)
             if up.status == 401:
@@ -187,16 +185,11 @@ class Forwarder:
     async def _relay(self, request: web.Request, up: aiohttp.ClientResponse, secrets: list[str],
                      ex: Exchange) -> web.StreamResponse:
         ex.status = up.status
-        limits = plan_limits(up.headers)
-        if limits:
-            self.plan_limits = limits
-            self.on_limits(up.headers)
+        self._note_limits(up)
         try:
-            out_headers = rewrite_response_headers(
-                [(k.decode("latin-1"), v.decode("latin-1")) for k, v in up.raw_headers], secrets)
-            resp = web.StreamResponse(status=up.status, reason=up.reason)
-            for k, v in out_headers:
-                resp.headers.add(k, v)
+            # Built inline: nothing a long stream does not need stays referenced while it runs.
+            resp = web.StreamResponse(status=up.status, reason=up.reason, headers=rewrite_response_headers(
+                [(k.decode("latin-1"), v.decode("latin-1")) for k, v in up.raw_headers], secrets))
             tracker = SSEUsageTracker() if up.content_type == "text/event-stream" else None
             # An upstream that echoes request headers must not hand a sandbox the token.
             scrubber = StreamScrubber({*REGISTRY.snapshot(), *secrets})
@@ -204,7 +197,7 @@ class Forwarder:
             kept_size = 0
             await resp.prepare(request)
             try:
-                async for chunk in up.content.iter_any():
+                async for chunk in self.upstream.body(up):
                     if tracker is not None:
                         tracker.feed(chunk)
                     elif kept_size < JSON_USAGE_LIMIT:
@@ -240,11 +233,9 @@ class Forwarder:
         finally:
             up.release()
 
+    def _note_limits(self, up: aiohttp.ClientResponse) -> None:
+        limits = plan_limits(up.headers)
+        if limits:
+            self.plan_limits = limits
+            self.on_limits(up.headers)
 
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    """The body as a JSON object, parsed once (it also yields the model for the audit)."""
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return doc if isinstance(doc, dict) else None
