@@ -228,7 +228,9 @@ def test_11_12_audit_fields_are_bounded_keys_in_paths_redacted_and_shares_kept(t
                           "Connection: close\r\n\r\n".encode())
         assert status in (200, 404), _
         path = b.state / "audit.jsonl"
-        eventually(lambda: flood[6:20] not in path.read_text() and len(path.read_text()) > 0, 5)
+        written = lambda: "".join(f.read_text() for f in sorted(b.state.glob("audit.jsonl*")))  # noqa: E731
+        # lines are written in batches a moment apart: wait for the budget note, the flood's last word
+        eventually(lambda: flood[6:20] not in path.read_text() and "audit budget spent" in written(), 5)
         lines = [json.loads(x) for f in sorted(b.state.glob("audit.jsonl*")) for x in f.read_text().splitlines()]
         assert any(e.get("sandbox") == "victim" for e in lines)  # not rotated away
         assert max(len(json.dumps(e)) for e in lines) < 1024
