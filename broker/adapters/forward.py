@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +102,7 @@ class Forwarder:
         self.plan_limits: dict[str, str] = {}  # the latest plan-limit headers upstream sent
         self.inflight = InflightBytes(settings.max_inflight_bytes_per_sandbox, settings.max_inflight_bytes)
         self.secrets_scrubbed = 0  # since start, over all responses
+        self._limits_noted = 0.0  # monotonic time they were last passed to on_limits
         self.on_limits = on_limits  # sees each response's headers that carry plan limits
 
     async def forward(self, request: web.Request, key: str, headers: list[tuple[str, str]],
@@ -234,8 +236,14 @@ class Forwarder:
             up.release()
 
     def _note_limits(self, up: aiohttp.ClientResponse) -> None:
+        """Pass plan-limit headers on; the same figures again within a second are not news
+        (every reply carries them, and reading them into the plan model costs per reply)."""
         limits = plan_limits(up.headers)
-        if limits:
-            self.plan_limits = limits
-            self.on_limits(up.headers)
+        if not limits:
+            return
+        now = time.monotonic()
+        if limits == self.plan_limits and now - self._limits_noted < 1.0:
+            return
+        self.plan_limits, self._limits_noted = limits, now
+        self.on_limits(up.headers)
 
