@@ -99,10 +99,12 @@ class LedgerStats:
 
 class Ledger:
     def __init__(self, path: Path, *, retention_days: float = 90.0, busy_timeout: float = 5.0,
-                 batch_size: int = 500, max_queue: int = 50_000, clock: Callable[[], float] = time.time) -> None:
+                 batch_size: int = 500, max_queue: int = 50_000, clock: Callable[[], float] = time.time,
+                 linger: float = 0.1) -> None:
         self.path = Path(path)
         self.retention = retention_days * 86400
         self.busy_timeout, self.batch_size, self.clock = busy_timeout, batch_size, clock
+        self.linger = linger
         self.stats = LedgerStats()
         self._queue: queue.Queue[UsageRecord | threading.Event | None] = queue.Queue(maxsize=max_queue)
         self._thread: threading.Thread | None = None
@@ -141,6 +143,8 @@ class Ledger:
     def _run(self) -> None:
         while True:
             item = self._queue.get()
+            if isinstance(item, UsageRecord):
+                time.sleep(self.linger)  # let rows gather: one wake-up and commit for many requests
             batch: list[UsageRecord] = []
             waiters: list[threading.Event] = []
             stop = False

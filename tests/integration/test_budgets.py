@@ -8,6 +8,8 @@ import json
 import time
 
 from tests.fakes.clock import FakeClock
+from tests.fakes.eventually import eventually_async
+from tests.integration.conftest import read_jsonl
 from tests.integration.test_proxy import call, error_of
 from tests.integration.test_usage_ledger import cli, write_config
 
@@ -44,8 +46,9 @@ async def test_a_budget_stops_one_sandbox_not_the_other_and_the_window_rolls(mak
     await cli(capsys, config, "sandbox", "budget", "alpha", "off")
     for _ in range(3):
         assert (await call(b, key=alpha))[0] == 200
-    audit = [json.loads(x) for x in (b.state_dir / "audit.jsonl").read_text().splitlines()]
-    assert [a["outcome"] for a in audit if a["status"] == 429] == ["refused: over budget"] * 2
+    refused = lambda: [a["outcome"] for a in read_jsonl(b.state_dir / "audit.jsonl") if a["status"] == 429]  # noqa: E731
+    await eventually_async(lambda: len(refused()) == 2, what="2 refusals in the audit trail")  # written in batches
+    assert refused() == ["refused: over budget"] * 2
     assert b.fake.problems == []
 
 
