@@ -125,7 +125,11 @@ class SandboxAccess:
         await self._change(lambda store: store.set_paused(paused))
 
     async def sync(self) -> None:
-        """Pick up what another process wrote to the key store since the last look."""
+        """Pick up what another process wrote to the key store since the last look (asking
+        the key store's thread only when its file says a commit happened: an idle broker
+        wakes one thread a second, not two)."""
+        if not self.keystore.may_have_changed():
+            return
         state = await self._run(lambda: self._read() if self.keystore.changed() else None)
         if state is not None:
             self._apply(state)
