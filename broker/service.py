@@ -38,7 +38,7 @@ from broker.core.profiles import Profile
 from broker.core.budget import Budget
 from broker.core.claude_config import Plan
 from broker.core.snapshot import ProxyStatus, SandboxInfo, Snapshot
-from broker.core.wording import login_hint
+from broker.core.wording import PLAN_LABEL, login_hint
 from broker.login_sources import build_sources
 from broker.metering import Metering
 from broker.plan_watch import PlanWatch
@@ -210,7 +210,7 @@ class Service:
                 plan_limits=tuple(sorted(proxy.plan_limits.items())) if proxy else (),
             ),
             sandboxes=self.sandboxes(),
-            provider=self.profile.name,
+            provider=self.profile.name, plan_label=self.profile.label or PLAN_LABEL,
             login_hint=login_hint(self.profile.login_hint),
             autostart=self._autostart_on,
             version=__version__,

@@ -22,7 +22,7 @@ from broker.core.snapshot import (
     Snapshot,
     TokenStatus,
 )
-from broker.core.wording import LOGIN_HINT, ago_words, duration_words  # noqa: F401 - re-exported
+from broker.core.wording import LOGIN_HINT, PLAN_LABEL, ago_words, duration_words  # noqa: F401 - re-exported
 
 # Icon states, in the order a person should care about them.
 OK = "ok"
@@ -92,10 +92,11 @@ def icon_state(snap: Snapshot) -> str:
     return OK
 
 
-def plan_words(token: TokenStatus) -> str:
+def plan_words(token: TokenStatus, label: str = PLAN_LABEL) -> str:
+    """"Claude Max" from the login; else the provider profile's `label` ("Anthropic API key")."""
     if token.subscription_type:
         return f"Claude {token.subscription_type.capitalize()}"
-    return "Claude subscription"
+    return label
 
 
 def _count(n: int, one: str, many: str) -> str:
@@ -146,7 +147,7 @@ def build_menu(snap: Snapshot) -> tuple[MenuEntry, ...]:
     token = snap.token
     paused = snap.proxy.paused
     return (
-        MenuEntry(plan_words(token), enabled=False, default=True),
+        MenuEntry(plan_words(token, snap.plan_label), enabled=False, default=True),
         MenuEntry(token_words(token, snap.now, snap.login_hint), enabled=False),
         MenuEntry(f"Last refresh: {ago_words(token.last_refresh, snap.now)}", enabled=False),
         MenuEntry(proxy_words(snap), enabled=False),

@@ -30,6 +30,7 @@ class Profile:
     mandatory_headers: dict[str, str] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
     description: str = ""
+    label: str = ""  # what the menu calls a login that names no plan ("Anthropic API key")
     token_url: str | None = None
     client_id: str | None = None
     oauth_scopes: tuple[str, ...] = ()  # sent with every refresh, before the login's own
@@ -105,6 +106,7 @@ def parse_profile(text: str, where: str) -> Profile:
         mandatory_headers={k.lower(): v for k, v in mandatory.items()},
         aliases=f.strings("aliases"),
         description=f.get("description", str, ""),
+        label=f.get("label", str, ""),
         token_url=token_url,
         client_id=client_id,
         oauth_scopes=oauth_scopes,

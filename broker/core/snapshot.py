@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from broker.core.limits import PlanLimits
 
-from broker.core.wording import LOGIN_HINT
+from broker.core.wording import LOGIN_HINT, PLAN_LABEL
 
 from broker.core.redact import scrub
 
@@ -118,6 +118,7 @@ class Snapshot:
     sandboxes: tuple[SandboxInfo, ...] = ()
     provider: str = "anthropic-oauth"
     login_hint: str = LOGIN_HINT  # the provider profile's words for getting a login back
+    plan_label: str = PLAN_LABEL  # the profile's name for a login that names no plan
     autostart: bool = False
     version: str = ""
     limits: PlanLimits | None = None  # the plan's windows, from headers and the usage poll

@@ -6,6 +6,7 @@ come from here.
 
 from __future__ import annotations
 
+PLAN_LABEL = "Claude subscription"  # the menu's first line when a login names no plan
 # What fixes a lost Claude login, for a profile that names no hint of its own.
 CLAUDE_LOGIN_HINT = "run `claude /login` on the host"
 # The same, short enough for a menu line.

@@ -69,7 +69,7 @@ def header(d: PageData) -> str:
     expiry = f" — expires {_local(t.expires_at)}" if t.expires_at else ""
     source = f"{_e(t.source)}, fingerprint {_e(t.fingerprint)}, " if t.source else ""
     return (f'<header><h1>inference-broker</h1><p id="token" class="{cls}" data-state="{_e(t.state)}">'
-            f'{_e(plan_words(t))}: {_e(token_words(t, s.now))}{_e(expiry)}</p>'
+            f'{_e(plan_words(t, s.plan_label))}: {_e(token_words(t, s.now, s.login_hint))}{_e(expiry)}</p>'
             f'<p class="muted">{source}refresh mode {_e(t.mode)}; last refresh '
             f'{_local(t.last_refresh) if t.last_refresh else "never (by this broker)"}. '
             f'{_e(proxy_words(s))}</p></header>')

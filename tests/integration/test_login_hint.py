@@ -1,4 +1,5 @@
-"""The tray says how to get a login back in the provider profile's words, not Claude Code's.
+"""The tray and the dashboard name the login and how to get it back in the provider profile's
+words, not Claude Code's.
 
 A broker on the `anthropic` (API key) profile, with an empty real keyring: the menu, the
 tooltip and the notification must point at `login --api-key`, never at `claude /login`.
@@ -14,6 +15,7 @@ from broker.core.config import Config
 from broker.core.menu import build_menu, tooltip
 from broker.core.notify import notification
 from broker.core.snapshot import SIGNED_OUT, VALID, TokenStatus
+from broker.dashboard.views import DashboardViews
 from broker.service import Service
 from tests.secret_service import secret_service
 
@@ -28,12 +30,15 @@ async def test_api_key_profile_menu_says_to_store_a_key(tmp_path: Path, sdk_env:
         await service.start()
         try:
             snap = service.snapshot()
+            page = await DashboardViews(service).page({}, "csrf")
         finally:
             await service.stop()
 
     assert snap.provider == "anthropic" and snap.token.state == SIGNED_OUT
     labels = [e.label for e in build_menu(snap)]
+    assert labels[0] == "Anthropic API key"  # the profile's label, not "Claude subscription"
     assert f"Signed out — {hint}" in labels
+    assert "Anthropic API key: Signed out" in page and "claude /login" not in page
     before = replace(snap, token=TokenStatus(VALID, reason="token valid"))
     title, message = notification(before, snap) or ("", "")
     assert title == "Claude login lost" and hint in message
