@@ -52,6 +52,11 @@ def write(state_dir: Path, name: str, key: str, plan: cc.Plan, trusted: Iterable
     return path
 
 
+def read_key(state_dir: Path, name: str) -> str | None:
+    """The key written into NAME's stand-in login, or None (missing, planted link, not ours)."""
+    return cc.stand_in_key(_read_own(sandbox_dir(state_dir, name) / cc.CREDENTIALS_FILE))
+
+
 def _read_own(path: Path, limit: int = 16 * 1024 * 1024) -> str:
     """A regular file's text, not following a symlink (a sandbox could point one at a host
     secret for the broker to copy in); "" when missing, a link, or not a regular file."""

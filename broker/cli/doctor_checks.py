@@ -11,11 +11,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from broker.adapters import control, docker_net
+from broker.adapters import control, docker_net, sandbox_config
 from broker.adapters.filesource import FileSource
 from broker.adapters.keystore import KeyStore
+from broker.core.claude_config import CREDENTIALS_FILE
 from broker.core.config import Config
 from broker.core.errors import BrokerError
+from broker.core.keys import match_key
 from broker.core.listen import parse_listen
 from broker.core.profiles import Profile
 from broker.core.source import CredentialSource
@@ -129,15 +131,38 @@ def check_running(config: Config) -> tuple[list[Finding], dict | None]:
             Finding(level, f"token {st['token']['state']}: {st['token']['reason']}")], st
 
 
+def check_sandbox_dir(config: Config, name: str, key_hash: str) -> list[Finding]:
+    """The sandbox's Claude Code dir: there, private, and holding the sandbox's current key."""
+    rotate = f"`inference-broker docker-args {name} --rotate` writes it with a new key"
+    where = sandbox_config.sandbox_dir(config.state_dir, name)
+    if not where.is_dir():
+        return [Finding(PROBLEM, f"sandbox {name!r} has no Claude Code dir ({where})", rotate)]
+    out = []
+    mode = stat.S_IMODE(where.stat().st_mode)
+    if mode & 0o077:
+        out.append(Finding(WARN, f"{where} is mode {mode:04o}: other users can read the sandbox key", f"chmod 700 {where}"))
+    creds = where / CREDENTIALS_FILE
+    if creds.is_file() and stat.S_IMODE(creds.stat().st_mode) & 0o077:
+        out.append(Finding(PROBLEM, f"{creds} is readable by other users", f"chmod 600 {creds}"))
+    key = sandbox_config.read_key(config.state_dir, name)
+    if key is None or match_key(key, {name: key_hash}) is None:
+        what = "holds no key" if key is None else "holds a key that is no longer the sandbox's (rotated since?)"
+        out.append(Finding(PROBLEM, f"sandbox {name!r}: its Claude Code dir {what}", rotate))
+    else:
+        out.append(Finding(OK, f"sandbox {name!r}: its Claude Code dir {where} holds its current key"))
+    return out
+
+
 def check_sandbox(config: Config, name: str, status: dict | None) -> list[Finding]:
     with KeyStore(config.keystore_path) as store:
-        names = {s.name for s in store.list()}
+        hashes = store.hashes()
         paused = store.paused()
     out = []
-    if name not in names:
+    if name not in hashes:
         out.append(Finding(PROBLEM, f"no sandbox named {name!r}", f"`inference-broker docker-args {name} --new`"))
     else:
         out.append(Finding(OK, f"sandbox {name!r} has a key"))
+        out += check_sandbox_dir(config, name, hashes[name])
     if paused:
         out.append(Finding(PROBLEM, "sandbox access is paused", "`inference-broker resume`"))
     for addr in (status or {}).get("listen", []):

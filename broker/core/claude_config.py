@@ -76,6 +76,14 @@ def config_doc(existing: dict[str, Any] | None, trusted: Iterable[str] = ()) -> 
     return doc
 
 
+def stand_in_key(text: str) -> str | None:
+    """The sandbox key in a stand-in login's text (`.credentials.json`), or None."""
+    doc = parse_config(text)
+    oauth = doc.get("claudeAiOauth") if doc else None
+    key = oauth.get("accessToken") if isinstance(oauth, dict) else None
+    return key if isinstance(key, str) and key else None
+
+
 def parse_config(text: str) -> dict[str, Any] | None:
     """An existing `.claude.json`, or None when it is missing or not a JSON object."""
     try:

@@ -102,11 +102,34 @@ def test_doctor_checks_a_running_broker_and_a_sandbox(offline: Offline) -> None:
     assert f"[ok  ] the broker is running on {broker.bound[0]}" in done.stdout
     assert "[ok  ] token valid: token valid for 7 h" in done.stdout
     assert "[ok  ] sandbox 'box' has a key" in done.stdout
+    assert "[ok  ] sandbox 'box': its Claude Code dir " in done.stdout and "holds its current key" in done.stdout
     assert f"[ok  ] http://{broker.bound[0]}/ answers (200)" in done.stdout
     assert missing.returncode == 1
     assert "[FAIL] no sandbox named 'nobody'\n       fix: `inference-broker docker-args nobody --new`" in missing.stdout
     assert_not_shown(shown(done, missing) + broker.output_text(), key, access, refresh)
     assert endpoint.problems == []
+
+
+def test_doctor_finds_a_sandbox_dir_that_is_stale_open_or_gone(offline: Offline) -> None:
+    broker = offline.broker
+    key = broker.add_sandbox("box")  # no broker running: key store and dir written directly
+    where = broker.state_dir / "sandboxes" / "box"
+    creds = where / ".credentials.json"
+    old = creds.read_bytes()
+    broker.cli("sandbox", "rotate", "box", check=True)
+    creds.write_bytes(old)  # the dir still holds the key from before the rotation
+    creds.chmod(0o644)
+    stale = broker.cli("doctor", "--sandbox", "box")
+    assert stale.returncode == 1
+    assert "[FAIL] sandbox 'box': its Claude Code dir holds a key that is no longer the sandbox's" in stale.stdout
+    assert f"[FAIL] {creds} is readable by other users\n       fix: chmod 600 {creds}" in stale.stdout
+    assert "docker-args box --rotate` writes it with a new key" in stale.stdout
+    for f in where.iterdir():
+        f.unlink()
+    where.rmdir()
+    gone = broker.cli("doctor", "--sandbox", "box")
+    assert gone.returncode == 1 and f"[FAIL] sandbox 'box' has no Claude Code dir ({where})" in gone.stdout
+    assert_not_shown(shown(stale, gone), key)
 
 
 # -- status with no broker running ----------------------------------------------------------
