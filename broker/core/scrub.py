@@ -10,6 +10,7 @@ start of a secret: at most len(longest secret) - 1 bytes, usually none.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Iterable
 
@@ -18,15 +19,25 @@ def mask_for(secret: bytes) -> bytes:
     return b"*" * len(secret)
 
 
+@functools.lru_cache(maxsize=32)  # one secret set serves every response until a secret changes
+def _plan(secrets: frozenset[str | bytes]) -> tuple[list[bytes], re.Pattern[bytes] | None,
+                                                     re.Pattern[bytes] | None, int]:
+    """The secrets longest first, one pattern for them all, one for their first bytes, and
+    the most a chunk's tail may be held back: built once per secret set, not per response."""
+    raw = {s.encode() if isinstance(s, str) else s for s in secrets}
+    ordered = sorted((s for s in raw if s), key=len, reverse=True)
+    if not ordered:
+        return ordered, None, None, 0
+    pattern = re.compile(b"|".join(re.escape(s) for s in ordered))
+    firsts = re.compile(b"[" + b"".join(re.escape(bytes([b])) for b in sorted({s[0] for s in ordered})) + b"]")
+    return ordered, pattern, firsts, max(len(s) for s in ordered) - 1
+
+
 class StreamScrubber:
     """feed() chunks in order, then flush(); the output never contains a secret."""
 
     def __init__(self, secrets: Iterable[str | bytes]) -> None:
-        raw = {s.encode() if isinstance(s, str) else s for s in secrets}
-        self.secrets = sorted((s for s in raw if s), key=len, reverse=True)
-        self._re = re.compile(b"|".join(re.escape(s) for s in self.secrets)) if self.secrets else None
-        self._firsts = frozenset(s[0] for s in self.secrets)
-        self.max_hold = max((len(s) for s in self.secrets), default=1) - 1
+        self.secrets, self._re, self._firsts, self.max_hold = _plan(frozenset(secrets))
         self._held = b""
         self.found = 0  # secrets replaced so far
 
@@ -35,10 +46,16 @@ class StreamScrubber:
         return mask_for(m.group(0))
 
     def _hold_from(self, data: bytes) -> int:
-        """Where the longest tail that could begin a secret starts (len(data) if none)."""
-        for i in range(max(len(data) - self.max_hold, 0), len(data)):
-            if data[i] in self._firsts and any(s.startswith(data[i:]) for s in self.secrets):
+        """Where the longest tail that could begin a secret starts (len(data) if none).
+        Only the tail's bytes that some secret starts with are tried (found in C, not by
+        a Python loop over every byte of the tail)."""
+        assert self._firsts is not None
+        m = self._firsts.search(data, max(len(data) - self.max_hold, 0))
+        while m is not None:
+            i = m.start()
+            if any(s.startswith(data[i:]) for s in self.secrets):
                 return i
+            m = self._firsts.search(data, i + 1)
         return len(data)
 
     def feed(self, chunk: bytes) -> bytes:
