@@ -203,6 +203,8 @@ class Forwarder:
             if _length_kept(request.method, up):  # framed as upstream framed it: no chunk markers
                 resp.content_length = up.content_length
             tracker = SSEUsageTracker() if up.content_type == "text/event-stream" else None
+            if tracker is None:  # not a stream: its headers go out with the body, in one write
+                resp._send_headers_immediately = False  # as aiohttp's own web.Response does
             # An upstream that echoes request headers must not hand a sandbox the token.
             scrubber = StreamScrubber({*REGISTRY.snapshot(), *secrets})
             kept: list[bytes] = []
