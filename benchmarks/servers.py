@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from aiohttp import web
 
 from benchmarks.loadgen import REPLY
 from benchmarks.procstat import pinned
+from tests.fakes.processes import stop_process as _stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 1024 * 1024
@@ -220,10 +220,4 @@ def start_nginx(tmp: Path, upstream_url: str, cpu: int | None) -> tuple[subproce
 
 
 def stop_process(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    _stop_process(proc, grace=15.0)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import tempfile
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 from PIL import Image
 
 from tests.fakes.eventually import eventually
+from tests.fakes.processes import stop_process
 
 TOOLS = ("Xvfb", "trayer", "xdotool", "xwininfo", "dbus-daemon")
 IMPORT = "/usr/bin/import"  # imagemagick's, not a stub earlier on PATH
@@ -166,16 +166,6 @@ def _start_dbus(workdir: Path, services: dict[str, str], env: dict[str, str]) ->
     return proc, address
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
 def start_tray(desktop: XDesktop, attempts: int = 3) -> subprocess.Popen:
     """trayer docked at the top right of `desktop`, once its panel is up.
 
@@ -201,7 +191,7 @@ def start_tray(desktop: XDesktop, attempts: int = 3) -> subprocess.Popen:
             if attempt == attempts or "cannot open display" not in said:
                 raise AssertionError(f"trayer exited ({trayer.returncode}) and said: {said!r}")
         except BaseException:
-            _stop(trayer)
+            stop_process(trayer)
             raise
         finally:
             errors.close()
@@ -227,7 +217,7 @@ def x_desktop(workdir: Path, services: dict[str, str] | None = None, tray: bool 
         yield desktop
     finally:
         for proc in reversed(procs):
-            _stop(proc)
+            stop_process(proc)
 
 
 # -- driving a GTK menu ------------------------------------------------------------------
