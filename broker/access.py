@@ -2,9 +2,10 @@
 
 It keeps the key hashes, the pause flag, the budgets and the sandbox list in memory (the proxy
 checks a key, and `admit` a budget, against memory, with no SQLite on the request path),
-registers every request in flight by sandbox, and counts use. Every change (add, rotate, revoke, revoke all, pause, resume, or
-another process writing the key store) goes through `_apply`, which compares the new state
-with the old by name *and* key hash and ends exactly the streams whose access went away.
+registers every request in flight by sandbox, and counts use. Every change (add, rotate,
+revoke, revoke all, pause, resume, a budget, or another process writing the key store) goes
+through `_apply`, which compares the new state with the old by name *and* key hash and ends
+exactly the streams whose access went away.
 
 Timing: an action taken in this process (tray, CLI through the control socket) takes effect
 before its call returns. A change another process wrote straight into the key store (the
@@ -118,8 +119,7 @@ class SandboxAccess:
         return await self._change(lambda store: store.revoke_all())
 
     async def set_budget(self, name: str, budget: Budget | None) -> None:
-        _, state = await self._run(lambda: (self.keystore.set_budget(name, budget), self._read()))
-        self._apply(state)
+        await self._change(lambda store: store.set_budget(name, budget))
 
     async def set_paused(self, paused: bool) -> None:
         await self._change(lambda store: store.set_paused(paused))
