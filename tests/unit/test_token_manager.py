@@ -85,9 +85,10 @@ async def test_a_failed_write_keeps_the_pair_and_retries(manager, store, endpoin
     assert await manager.token() == "a-new-1"  # but served: it is the only valid pair
     assert "could not be written back" in manager.status().reason
     await clock.advance(4.0)
-    await eventually_async(lambda: store.writes, what="the retried write")
+    # The event is recorded just after the write: wait for both.
+    await eventually_async(lambda: store.writes and "written back" in [e["outcome"] for e in manager.recorded],
+                           what="the retried write and its event")
     assert store.doc()["claudeAiOauth"]["refreshToken"] == "r-new-1" and endpoint.calls == 1
-    assert "written back" in [e["outcome"] for e in manager.recorded]
 
 
 async def test_invalid_grant_signs_out_without_touching_the_store(manager, store, endpoint):
