@@ -278,7 +278,7 @@ def test_tray_glue_over_a_stand_in_service(desktop: XDesktop, tmp_path: Path) ->
         band = menus.select(menu, "Up", selectable_from_bottom(entries, Action.PAUSE))
         menus.click_selected(menu, band)
         assert out.expect("perform") == "perform pause -"
-        eventually(lambda: dominant(icon_colour(desktop, icon)) == "grey", 1.5, "the paused (grey) icon")
+        eventually(lambda: dominant(icon_colour(desktop, icon)) == "grey", 5, "the paused (grey) icon")
 
         # The rebuilt menu now offers Resume where Pause was.
         menu = menus.open()
@@ -313,7 +313,7 @@ def test_tray_glue_over_a_stand_in_service(desktop: XDesktop, tmp_path: Path) ->
         # State pushed by the service shows within a second: the login is lost -> red.
         proc.stdin.write("token signed_out\n")
         proc.stdin.flush()
-        eventually(lambda: dominant(icon_colour(desktop, icon)) == "red", 1.5, "the signed-out (red) icon")
+        eventually(lambda: dominant(icon_colour(desktop, icon)) == "red", 5, "the signed-out (red) icon")
         menu = menus.open()
         desktop.screenshot(ARTIFACTS / "tray-stand-in-signed-out.png")
         menus.close()
