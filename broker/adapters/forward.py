@@ -21,6 +21,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
+from broker.adapters.http1 import Reply
 from broker.adapters.upstream import Upstream
 from broker.core.config import ProxySettings
 from broker.core.errors import NotLoggedIn
@@ -90,7 +91,7 @@ class Refused(Exception):
         return resp
 
 
-def _length_kept(method: str, up: aiohttp.ClientResponse) -> bool:
+def _length_kept(method: str, up: Reply) -> bool:
     """Whether the reply can keep upstream's Content-Length: a body not decoded on the way
     (masks are as long as the secrets they replace), so the client can be told its size up
     front instead of in chunks (one write less per reply, and no chunk framing)."""
@@ -180,7 +181,7 @@ class Forwarder:
             raise Refused(refusal(503, f"inference-broker has no usable Claude login: {exc.message}")) from None
 
     async def _send(self, request: web.Request, headers: list[tuple[str, str]], body: bytearray,
-                    token: str, key: str) -> aiohttp.ClientResponse:
+                    token: str, key: str) -> Reply:
         out = rewrite_request_headers(headers, auth_header=self.profile.auth_header,
                                       auth_value=self.profile.auth_value(token),
                                       mandatory=self.profile.mandatory_headers, secrets=[key])
@@ -192,7 +193,7 @@ class Forwarder:
             log.warning("upstream unreachable: %s", type(exc).__name__)
             raise Refused(refusal(502, f"cannot reach the upstream API ({type(exc).__name__})")) from None
 
-    async def _relay(self, request: web.Request, up: aiohttp.ClientResponse, secrets: list[str],
+    async def _relay(self, request: web.Request, up: Reply, secrets: list[str],
                      ex: Exchange) -> web.StreamResponse:
         ex.status = up.status
         self._note_limits(up)
@@ -247,7 +248,7 @@ class Forwarder:
         finally:
             up.release()
 
-    def _note_limits(self, up: aiohttp.ClientResponse) -> None:
+    def _note_limits(self, up: Reply) -> None:
         """Pass plan-limit headers on; the same figures again within a second are not news
         (every reply carries them, and reading them into the plan model costs per reply)."""
         limits = plan_limits(up.headers)

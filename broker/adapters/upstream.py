@@ -1,9 +1,9 @@
-"""The upstream API client: one pooled aiohttp session, streaming, no total timeout.
+"""The upstream API client: one keep-alive pool (`adapters.http1`), streaming, no total timeout.
 
 A long stream must not be cut by a total deadline, so only the connect time and the silence
-of the upstream (waiting for a reply's headers, or between its chunks) are bounded. aiohttp's
-own idle timer (`sock_read`) is made and cancelled again on every chunk, for streams of
-thousands of chunks; here one watchdog timer for all requests, running only while some wait,
+of the upstream (waiting for a reply's headers, or between its chunks) are bounded. A timer
+per request, made and cancelled again on every chunk, would cost streams of thousands of
+chunks dearly; here one watchdog timer for all requests, running only while some wait,
 checks how long each has waited. Time spent writing to the client (who may be slow) is not
 the upstream's silence.
 """
@@ -11,51 +11,30 @@ the upstream's silence.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import AsyncIterator
 
-import aiohttp
-from yarl import URL
-
-_NO_USER_AGENT = ("User-Agent",)
+from broker.adapters.http1 import Client, Reply
 
 
 class Upstream:
     def __init__(self, base_url: str, connect_timeout: float = 30.0, read_idle_timeout: float = 600.0) -> None:
         self.base = base_url.rstrip("/")
-        self.timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_connect=connect_timeout)
         self.watchdog = _Watchdog(read_idle_timeout)
-        self._session: aiohttp.ClientSession | None = None
+        # Bodies arrive decoded (the proxy relays a decoded body and drops Content-Encoding).
+        # No pool limit: a cap would hold the next concurrent stream back until another one
+        # ended. An idle pooled connection lasts no longer than the silence allowed in a
+        # reply, at most 15 s.
+        self.client = Client(self.base, keepalive=min(15.0, read_idle_timeout), connect_timeout=connect_timeout)
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            # auto_decompress: the proxy relays a decoded body and drops Content-Encoding.
-            # No pool limit: aiohttp's default of 100 connections would hold the 101st
-            # concurrent stream back until another one ended. An idle pooled connection
-            # lasts no longer than the silence allowed in a reply (aiohttp's default: 15 s).
-            keepalive = min(15.0, self.watchdog.seconds)
-            self._session = aiohttp.ClientSession(timeout=self.timeout, auto_decompress=True,
-                                                  connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=keepalive))
-        return self._session
-
-    def url(self, raw_path_qs: str) -> URL:
-        """The upstream URL with the client's path and query kept byte for byte."""
-        return _url(self.base, raw_path_qs)
-
-    async def send(self, method: str, raw_path_qs: str, headers: list[tuple[str, str]], body: bytes) -> aiohttp.ClientResponse:
-        """Send a request and wait for the response's headers (asyncio.TimeoutError if the
-        upstream stays silent for `read_idle_timeout` seconds)."""
-        # aiohttp would add its own User-Agent where the client sent none; skipping it costs
-        # a copy of the headers per request, so it is asked for only when needed.
-        skip = None if any(k.lower() == "user-agent" for k, _ in headers) else _NO_USER_AGENT
+    async def send(self, method: str, raw_path_qs: str, headers: list[tuple[str, str]], body: bytes) -> Reply:
+        """Send a request and wait for the reply's headers (asyncio.TimeoutError if the
+        upstream stays silent for `read_idle_timeout` seconds). The headers go out as given:
+        no User-Agent or Accept is added for a client that sent none."""
         with self.watchdog.waiting():
-            return await self.session.request(method, self.url(raw_path_qs), headers=headers,
-                                              data=body if body or method not in ("GET", "HEAD") else None,
-                                              allow_redirects=False, skip_auto_headers=skip)
+            return await self.client.request(method, raw_path_qs, headers, body)
 
-    async def body(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-        """The response body chunk by chunk; asyncio.TimeoutError after `read_idle_timeout`
+    async def body(self, resp: Reply) -> AsyncIterator[bytes]:
+        """The reply's body chunk by chunk; asyncio.TimeoutError after `read_idle_timeout`
         seconds without a chunk (the time the consumer takes per chunk does not count)."""
         chunks = resp.content.iter_any()
         waiting = self.watchdog.waiting()
@@ -68,13 +47,7 @@ class Upstream:
             yield chunk
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-
-@functools.lru_cache(maxsize=256)  # sandboxes call the same few paths; a URL is immutable
-def _url(base: str, raw_path_qs: str) -> URL:
-    return URL(base + raw_path_qs, encoded=True)
+        self.client.close()
 
 
 class _Watchdog:

@@ -216,7 +216,9 @@ async def test_unreachable_upstream_is_a_502_in_anthropic_shape(make_broker):
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
     assert b.service.proxy is not None
-    b.service.proxy.upstream.base = f"http://127.0.0.1:{closed}"
+    from broker.adapters.http1 import Client
+
+    b.service.proxy.upstream.client = Client(f"http://127.0.0.1:{closed}")
     status, _, data = await call(b, key=key)
     assert status == 502
     assert "cannot reach the upstream API" in error_of(data)["message"]

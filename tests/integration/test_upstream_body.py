@@ -41,7 +41,7 @@ async def upstream_of(aiohttp_server):
 
 
 async def read_all(upstream: Upstream, url: str, per_chunk: float = 0.0) -> bytes:
-    resp = await upstream.session.get(url)
+    resp = await upstream.send("GET", "/", [], b"")
     try:
         out = b""
         async for chunk in upstream.body(resp):
