@@ -25,6 +25,10 @@ from broker.adapters.private import PrivateRotatingHandler
 from broker.core.auditpolicy import AuditBudget, bound_entry
 
 
+# One encoder for every line: json.dumps with options builds a new one per call.
+_encode = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
+
 class AuditLog:
     def __init__(self, path: Path, max_bytes: int = 10 * 1024 * 1024, backups: int = 5,
                  sandbox_bytes_per_hour: int = 4 * 1024 * 1024, linger: float = 0.1) -> None:
@@ -38,10 +42,10 @@ class AuditLog:
         self._thread.start()
 
     def write(self, entry: dict[str, Any]) -> None:
-        line = json.dumps(bound_entry(entry), separators=(",", ":"), sort_keys=True)
+        line = _encode(bound_entry(entry))
         now = entry.get("time")
         for extra in self.budget.admit(str(entry.get("sandbox")), len(line) + 1, now if isinstance(now, float) else 0.0):
-            self._queue.put_nowait(json.dumps(extra, separators=(",", ":"), sort_keys=True) if extra else line)
+            self._queue.put_nowait(_encode(extra) if extra else line)
 
     def _run(self) -> None:
         while True:

@@ -9,11 +9,12 @@ and one line says so; other sandboxes' entries stay.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from broker.core.redact import REDACTED, scrub
+from broker.core.redact import REDACTED, scrub, secret_set
 
 MAX_FIELD = 128
 PATH_FIELDS = frozenset({"path", "url"})
@@ -35,9 +36,19 @@ def bound_entry(entry: dict[str, Any]) -> dict[str, Any]:
     """A copy with every string field scrubbed and bounded (numbers pass as they are).
 
     A path may carry a key in any shape (a sandbox pasting it where it does not belong), so
-    in paths any long token-shaped run is redacted, not only the known prefixes.
+    in paths any long token-shaped run is redacted, not only the known prefixes. Every
+    request has such fields and most repeat (sandbox, method, path, model, client), so short
+    ones are remembered per set of known secrets: a new secret starts a fresh memory.
     """
-    return {k: bound_text(v, keylike=k in PATH_FIELDS) if isinstance(v, str) else v for k, v in entry.items()}
+    secrets = secret_set()
+    return {k: (_bound_short(v, k in PATH_FIELDS, secrets) if len(v) <= MAX_FIELD else
+                bound_text(v, keylike=k in PATH_FIELDS)) if isinstance(v, str) else v
+            for k, v in entry.items()}
+
+
+@functools.lru_cache(maxsize=1024)
+def _bound_short(value: str, keylike: bool, secrets: frozenset[str]) -> str:
+    return bound_text(value, keylike=keylike)
 
 
 @dataclass

@@ -61,6 +61,11 @@ class SecretRegistry:
 REGISTRY = SecretRegistry()
 
 
+def secret_set() -> frozenset[str]:
+    """The secrets held now; a new frozenset whenever one is added."""
+    return REGISTRY.snapshot()
+
+
 def scrub(text: str) -> str:
     """Scrub `text` against the patterns and every secret the broker holds."""
     return REGISTRY.scrub(text)
