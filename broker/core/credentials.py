@@ -8,6 +8,7 @@ share this module. Claude Code owns the format: every key we do not know (top le
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,12 +19,17 @@ MAX_LOGIN_BYTES = 1024 * 1024  # Claude Code's login is under 10 KB
 _MS_THRESHOLD = 100_000_000_000  # below this an epoch value is in seconds (year 5138 in s)
 
 
+_MAX_EPOCH_MS = 10**16  # about the year 318,000: anything larger is not a time
+
+
 def epoch_seconds(value: Any, field: str) -> float | None:
     """Accept epoch milliseconds (Claude Code) or seconds (hand-made files); return seconds."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise CredentialsError(f"{OAUTH_KEY}.{field} must be a number (epoch milliseconds), got {type(value).__name__}")
+    if not math.isfinite(value) or abs(value) > _MAX_EPOCH_MS:  # JSON's 1e999 parses as infinity
+        raise CredentialsError(f"{OAUTH_KEY}.{field} is not a usable time (epoch milliseconds): {value!r:.40}")
     return value / 1000.0 if value >= _MS_THRESHOLD else float(value)
 
 

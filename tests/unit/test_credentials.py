@@ -46,6 +46,8 @@ def test_repr_never_shows_a_token():
     ('{"claudeAiOauth": {"refreshToken": "r"}}', "accessToken` is missing"),
     ('{"claudeAiOauth": {"accessToken": ""}}', "accessToken` is missing"),
     ('{"claudeAiOauth": {"accessToken": "a", "expiresAt": "soon"}}', "expiresAt must be a number"),
+    ('{"claudeAiOauth": {"accessToken": "a", "expiresAt": 3008e509}}', "expiresAt is not a usable time"),
+    ('{"claudeAiOauth": {"accessToken": "a", "expiresAt": 1e300}}', "expiresAt is not a usable time"),
     ('{"claudeAiOauth": {"accessToken": "a", "scopes": "all"}}', "scopes` must be a list"),
     (b"\xff\xfe", "not UTF-8"),
 ])
