@@ -1,7 +1,7 @@
 """The proxy's connection guard on aiohttp: cap, timeouts, and quiet logs under a storm.
 
 aiohttp's server keeps an idle connection for about an hour and accepts without limit. This
-hooks its `Server` (connection made/lost), marks requests through a middleware, sweeps idle
+hooks its `Server` (connection made/lost), marks requests by wrapping the handler, sweeps idle
 connections once a second by the rules in core.connections, and closes unauthenticated
 connections after their answer. When the process runs out of file descriptors, asyncio and
 aiohttp log a traceback per failed accept or request (6,360 in 8 s were seen): a filter lets
@@ -109,21 +109,28 @@ class ConnectionGuard:
             for handler in self.table.expired(self.clock()):
                 self._close(handler)
 
-    def authenticated(self, request: web.Request) -> None:
+    def authenticated(self, request: web.BaseRequest) -> None:
         self.table.authenticated(request.protocol)
 
-    @web.middleware
-    async def middleware(self, request: web.Request,
-                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        proto = request.protocol
-        self.table.started(proto, self.clock())
-        try:
-            resp = await handler(request)
-            if not self.table.is_authenticated(proto):
-                resp.force_close()  # no key, no keep-alive: refused clients do not hold a slot
-            return resp
-        finally:
-            self.table.finished(proto, self.clock())
+    def guard(self, handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+              ) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
+        """`handler` with each request marked busy in the table while it runs, and the
+        connection closed after the answer unless the request was authenticated. (A plain
+        wrapper: an aiohttp middleware costs a `functools.update_wrapper` per request.)"""
+        table, clock = self.table, self.clock
+
+        async def guarded(request: web.BaseRequest) -> web.StreamResponse:
+            proto = request.protocol
+            table.started(proto, clock())
+            try:
+                resp = await handler(request)
+                if not table.is_authenticated(proto):
+                    resp.force_close()  # no key, no keep-alive: refused clients do not hold a slot
+                return resp
+            finally:
+                table.finished(proto, clock())
+
+        return guarded
 
     async def close(self) -> None:
         for name in STORM_LOGGERS:

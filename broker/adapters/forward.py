@@ -114,7 +114,7 @@ class Forwarder:
         self._limits_noted = 0.0  # monotonic time they were last passed to on_limits
         self.on_limits = on_limits  # sees each response's headers that carry plan limits
 
-    async def forward(self, request: web.Request, key: str, headers: list[tuple[str, str]],
+    async def forward(self, request: web.BaseRequest, key: str, headers: list[tuple[str, str]],
                       ex: Exchange) -> web.StreamResponse:
         held = [0]  # body bytes reserved against the in-flight budget, released when done
         try:
@@ -122,7 +122,7 @@ class Forwarder:
         finally:
             self.inflight.release(ex.sandbox, held[0])
 
-    async def _forward(self, request: web.Request, key: str, headers: list[tuple[str, str]], ex: Exchange,
+    async def _forward(self, request: web.BaseRequest, key: str, headers: list[tuple[str, str]], ex: Exchange,
                        held: list[int]) -> web.StreamResponse:
         try:
             body = await self._read_body(request, ex.sandbox, held)
@@ -152,7 +152,7 @@ class Forwarder:
             return refused.response()
         return await self._relay(request, up, [token, key], ex)
 
-    async def _read_body(self, request: web.Request, name: str, held: list[int]) -> bytearray:
+    async def _read_body(self, request: web.BaseRequest, name: str, held: list[int]) -> bytearray:
         """The body, each chunk reserved against the in-flight budget first (`held` counts)."""
         limit = self.settings.max_body_bytes
         body = bytearray()
@@ -180,7 +180,7 @@ class Forwarder:
         except NotLoggedIn as exc:
             raise Refused(refusal(503, f"inference-broker has no usable Claude login: {exc.message}")) from None
 
-    async def _send(self, request: web.Request, headers: list[tuple[str, str]], body: bytearray,
+    async def _send(self, request: web.BaseRequest, headers: list[tuple[str, str]], body: bytearray,
                     token: str, key: str) -> Reply:
         out = rewrite_request_headers(headers, auth_header=self.profile.auth_header,
                                       auth_value=self.profile.auth_value(token),
@@ -193,7 +193,7 @@ class Forwarder:
             log.warning("upstream unreachable: %s", type(exc).__name__)
             raise Refused(refusal(502, f"cannot reach the upstream API ({type(exc).__name__})")) from None
 
-    async def _relay(self, request: web.Request, up: Reply, secrets: list[str],
+    async def _relay(self, request: web.BaseRequest, up: Reply, secrets: list[str],
                      ex: Exchange) -> web.StreamResponse:
         ex.status = up.status
         self._note_limits(up)

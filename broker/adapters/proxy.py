@@ -59,7 +59,7 @@ class ProxyServer:
         self.bound: list[str] = []  # "host:port" actually listening
         # Host names served (DNS-rebinding guard); grows as addresses are bound, read per request.
         self.allowed_hosts: frozenset[str] = frozenset(BASE_HOSTS) | frozenset(settings.allowed_hosts)
-        self._runner: web.AppRunner | None = None
+        self._runner: web.ServerRunner | None = None
         self._sites: list[web.TCPSite] = []
         self._day = date.today()
         self.requests_today = 0
@@ -70,15 +70,16 @@ class ProxyServer:
         return self.forwarder.plan_limits
 
     # -- server
-    def make_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.settings.max_body_bytes + 1, middlewares=[self.conns.middleware])
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        return app
+    def make_server(self) -> web.Server:
+        """aiohttp's low-level server: every path comes to one handler, so an application's
+        router and middleware chain would only add work per request. Bodies are read and
+        bounded by the forwarder (`max_body_bytes`), not by aiohttp's `client_max_size`."""
+        return web.Server(self.conns.guard(self.handle), handler_cancellation=True, access_log=None,
+                          keepalive_timeout=self.settings.keepalive_timeout_seconds)
 
     async def start(self, binds: list[tuple[str, int]]) -> list[str]:
         pin_malloc_thresholds()  # request bodies' memory goes back to the OS after each request
-        self._runner = web.AppRunner(self.make_app(), handler_cancellation=True, access_log=None,
-                                     keepalive_timeout=self.settings.keepalive_timeout_seconds)
+        self._runner = web.ServerRunner(self.make_server())
         await self._runner.setup()
         assert self._runner.server is not None
         self.conns.install(self._runner.server)
@@ -111,7 +112,7 @@ class ProxyServer:
         await self.upstream.close()
 
     # -- the handler
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         bad = check_host(request.headers.get("Host"), self.allowed_hosts)
         if bad is None:
             bad = check_origin(request.headers.get("Origin"), self.settings.allowed_origins)
@@ -159,7 +160,7 @@ class ProxyServer:
                 ex.latency_ms = round((time.monotonic() - started) * 1000, 1)
                 self._finish(ex)
 
-    def _wrong_key(self, request: web.Request, key: str | None) -> web.Response:
+    def _wrong_key(self, request: web.BaseRequest, key: str | None) -> web.Response:
         peer = request.remote or "?"
         verdict = self.throttle.failure(peer, self.clock())
         if verdict.retry_after is not None:
