@@ -111,7 +111,9 @@ class Forwarder:
         self.plan_limits: dict[str, str] = {}  # the latest plan-limit headers upstream sent
         self.inflight = InflightBytes(settings.max_inflight_bytes_per_sandbox, settings.max_inflight_bytes)
         self.secrets_scrubbed = 0  # since start, over all responses
-        self._limits_noted = 0.0  # monotonic time they were last passed to on_limits
+        self._limits_noted = float("-inf")  # monotonic time they were last read
+        self._limits_waiting: Any = None  # the newest reply's headers, read when the timer fires
+        self._limits_timer: asyncio.TimerHandle | None = None
         self.on_limits = on_limits  # sees each response's headers that carry plan limits
 
     async def forward(self, request: web.BaseRequest, key: str, headers: list[tuple[str, str]],
@@ -211,6 +213,13 @@ class Forwarder:
             kept: list[bytes] = []
             kept_size = 0
             await resp.prepare(request)
+            if tracker is None and up.content.is_eof():  # the whole reply came with its headers
+                data = up.content.read_nowait()
+                ex.usage = usage_from_json(data) if len(data) <= JSON_USAGE_LIMIT else None
+                out = scrubber.feed(data) + scrubber.flush()
+                self._scrubbed(scrubber, ex)
+                await resp.write_eof(out)  # headers and body in one write
+                return resp
             try:
                 async for chunk in self.upstream.body(up):
                     if tracker is not None:
@@ -239,24 +248,40 @@ class Forwarder:
             if usage is not None:
                 ex.usage = usage
             await resp.write(scrubber.flush())
-            if scrubber.found:
-                self.secrets_scrubbed += scrubber.found
-                ex.secrets_scrubbed = scrubber.found
-                log.warning("the upstream echoed %d secret(s) into a response body; masked them", scrubber.found)
+            self._scrubbed(scrubber, ex)
             await resp.write_eof()
             return resp
         finally:
             up.release()
 
-    def _note_limits(self, up: Reply) -> None:
-        """Pass plan-limit headers on; the same figures again within a second are not news
-        (every reply carries them, and reading them into the plan model costs per reply)."""
-        limits = plan_limits(up.headers)
-        if not limits:
-            return
-        now = time.monotonic()
-        if limits == self.plan_limits and now - self._limits_noted < 1.0:
-            return
-        self.plan_limits, self._limits_noted = limits, now
-        self.on_limits(up.headers)
+    def _scrubbed(self, scrubber: StreamScrubber, ex: Exchange) -> None:
+        if scrubber.found:
+            self.secrets_scrubbed += scrubber.found
+            ex.secrets_scrubbed = scrubber.found
+            log.warning("the upstream echoed %d secret(s) into a response body; masked them", scrubber.found)
 
+    def _note_limits(self, up: Reply) -> None:
+        """Pass plan-limit headers on at most once a second: every reply carries them, and
+        reading them costs per reply. Within that second the newest reply's headers wait
+        for a timer, so a change is late by under a second, never lost."""
+        now = time.monotonic()
+        if now - self._limits_noted >= 1.0:
+            self._limits_noted = now
+            self._take_limits(up.headers)
+            return
+        self._limits_waiting = up.headers
+        if self._limits_timer is None:
+            self._limits_timer = asyncio.get_running_loop().call_later(
+                1.0 - (now - self._limits_noted), self._waited_limits)
+
+    def _waited_limits(self) -> None:
+        headers, self._limits_waiting, self._limits_timer = self._limits_waiting, None, None
+        if headers is not None:
+            self._limits_noted = time.monotonic()
+            self._take_limits(headers)
+
+    def _take_limits(self, headers: Any) -> None:
+        limits = plan_limits(headers)
+        if limits:  # a reply without them (an error from a gateway, say) changes nothing
+            self.plan_limits = limits
+            self.on_limits(headers)

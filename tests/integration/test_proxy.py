@@ -654,3 +654,19 @@ async def test_plan_limits_from_upstream_reach_the_status(make_broker):
     text = render({"running": True, **b.service.snapshot().to_json()})
     assert "limits:   5-hour 25% · resets " in text and ", Weekly 50% · resets " in text
     assert " — allowed\n" in text
+
+
+async def test_plan_limits_read_at_most_once_a_second_lose_no_change(make_broker):
+    """Every reply carries the limits; they are read once a second, and a change that came
+    within that second arrives when it ends (the newest reply wins)."""
+    b = await make_broker()
+    key = await b.add_sandbox("limits")
+    assert (await call(b, key=key))[0] == 200
+    for figure in ("0.5", "0.81"):  # both within the second after the first reply
+        b.fake.limit_headers["5h-utilization"] = figure
+        assert (await call(b, key=key))[0] == 200
+
+    def five_hour() -> str | None:
+        return b.service.snapshot().to_json()["proxy"]["plan_limits"].get("5h-utilization")
+
+    await eventually_async(lambda: five_hour() == "0.81", timeout=3.0, what="the newest limits")
