@@ -16,9 +16,8 @@ All key-store I/O runs in one worker thread, in order, never on the event loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -84,19 +83,11 @@ class SandboxAccess:
     def active_streams(self) -> int:
         return sum(len(tasks) for tasks in self._active.values())
 
-    @contextlib.contextmanager
-    def streaming(self, name: str) -> Iterator[None]:
+    def streaming(self, name: str) -> "_Held":
         """Register the current task as a request of sandbox `name` until the block ends."""
         task = asyncio.current_task()
         assert task is not None
-        self._active.setdefault(name, set()).add(task)
-        try:
-            yield
-        finally:
-            tasks = self._active.get(name, set())
-            tasks.discard(task)
-            if not tasks:
-                self._active.pop(name, None)
+        return _Held(self._active, name, task)
 
     def record_use(self, name: str, when: float, usage: Usage | None) -> None:
         tally(self._unsaved, name, when, usage)
@@ -203,3 +194,26 @@ class SandboxAccess:
 
     async def _run(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._io, fn)
+
+
+class _Held:
+    """One request in `SandboxAccess._active` while its block runs (a class, not a generator
+    context manager: it is entered for every request)."""
+
+    __slots__ = ("active", "name", "task")
+
+    def __init__(self, active: dict[str, set[asyncio.Task[Any]]], name: str, task: asyncio.Task[Any]) -> None:
+        self.active, self.name, self.task = active, name, task
+
+    def __enter__(self) -> None:
+        tasks = self.active.get(self.name)
+        if tasks is None:
+            tasks = self.active[self.name] = set()
+        tasks.add(self.task)
+
+    def __exit__(self, *exc: object) -> None:
+        tasks = self.active.get(self.name)
+        if tasks is not None:
+            tasks.discard(self.task)
+            if not tasks:
+                del self.active[self.name]

@@ -216,7 +216,7 @@ class Forwarder:
             if tracker is None and up.content.is_eof():  # the whole reply came with its headers
                 data = up.content.read_nowait()
                 ex.usage = usage_from_json(data) if len(data) <= JSON_USAGE_LIMIT else None
-                out = scrubber.feed(data) + scrubber.flush()
+                out = scrubber.whole(data)
                 self._scrubbed(scrubber, ex)
                 await resp.write_eof(out)  # headers and body in one write
                 return resp

@@ -98,10 +98,8 @@ def rewrite_request_headers(
     """
     needles = [s for s in secrets if s]
     items = [(name.lower(), name, value) for name, value in headers]
-    if needles:
-        items = [i for i in items if not any(s in i[2] or s in i[1] for s in needles)]
     dropped = _ALWAYS_DROPPED | {auth_header.lower()}
-    if "connection" in (lname for lname, _, _ in items):
+    if "connection" in [lname for lname, _, _ in items]:
         dropped |= connection_named((lname, value) for lname, _, value in items)
     wanted = {name.lower(): (name, value) for name, value in mandatory.items()}
     client_values: dict[str, list[str]] = {}
@@ -109,6 +107,8 @@ def rewrite_request_headers(
     out: list[tuple[str, str]] = []
     for lname, name, value in items:
         if lname in dropped or lname.startswith("x-forwarded-"):
+            continue
+        if needles and _holds(name, value, needles):
             continue
         if lname in wanted:
             if lname not in at:
@@ -133,20 +133,36 @@ def rewrite_response_headers(
     """The upstream response's headers as a sandbox may see them.
 
     Any header echoing a secret (token, sandbox key) is dropped whole: a partial redaction
-    could still leak a prefix, and no legitimate header needs one.
+    could still leak a prefix, and no legitimate header needs one. (This runs for every
+    reply: the secrets are looked for in all headers at once, and header by header only
+    when one is there.)
     """
-    items = list(headers)
-    dropped = HOP_BY_HOP | _RESPONSE_DROP | connection_named(items)
+    items = headers if isinstance(headers, list) else list(headers)
+    dropped = _RESPONSE_DROPPED
+    if any(name.lower() == "connection" for name, _ in items):
+        dropped = dropped | connection_named(items)
+    out = [(name, value) for name, value in items if name.lower() not in dropped]
     needles = [s for s in secrets if s]
-    out: list[tuple[str, str]] = []
-    for name, value in items:
-        lname = name.lower()
-        if lname in dropped:
-            continue
-        for s in needles:  # a loop, not any(...): this runs for every header of every reply
-            if s in value or s in name:
-                logger.warning("dropped upstream response header %r: it carried a secret", lname)
-                break
-        else:
-            out.append((name, value))
+    if needles:
+        blob = "\n".join([f"{name}\n{value}" for name, value in out])
+        if any(s in blob for s in needles):
+            out = [(name, value) for name, value in out if not _carries(name, value, needles)]
     return out
+
+
+def _holds(name: str, value: str, needles: Sequence[str]) -> bool:
+    for s in needles:  # a loop, not any(...): this runs for every header of every request
+        if s in value or s in name:
+            return True
+    return False
+
+
+def _carries(name: str, value: str, needles: Sequence[str]) -> bool:
+    for s in needles:
+        if s in value or s in name:
+            logger.warning("dropped upstream response header %r: it carried a secret", name.lower())
+            return True
+    return False
+
+
+_RESPONSE_DROPPED = HOP_BY_HOP | _RESPONSE_DROP

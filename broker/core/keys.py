@@ -36,10 +36,11 @@ def match_key(presented: str, hashes: Mapping[str, str]) -> str | None:
     Compares against every entry in constant time, without stopping at a match, so timing
     reveals neither which entry matched nor how much of a hash did.
     """
-    digest = hash_key(presented).encode("ascii")
+    digest = hash_key(presented)
     found: str | None = None
     for name, stored in hashes.items():
-        if hmac.compare_digest(digest, stored.encode("ascii", "replace")) and found is None:
+        # compare_digest takes ASCII text as it is (a damaged non-ASCII entry matches nothing)
+        if stored.isascii() and hmac.compare_digest(digest, stored) and found is None:
             found = name
     return found
 

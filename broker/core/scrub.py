@@ -67,6 +67,12 @@ class StreamScrubber:
         self._held = data[cut:]
         return data[:cut]
 
+    def whole(self, body: bytes) -> bytes:
+        """A whole body at once (nothing to hold back for a next chunk)."""
+        if self._re is None:
+            return body
+        return self._re.sub(self._sub, body)
+
     def flush(self) -> bytes:
         """The held-back tail at the end of the body (it turned out not to be a secret)."""
         out, self._held = self._held, b""

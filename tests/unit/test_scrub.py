@@ -32,6 +32,13 @@ def test_one_byte_at_a_time_and_several_secrets():
     assert TOKEN not in out and KEY not in out and found == 3
 
 
+def test_a_whole_body_at_once_matches_the_chunked_result():
+    body = b"x" + TOKEN + b"y" + KEY + b"z" + TOKEN + b"sk-"
+    s = StreamScrubber([TOKEN, KEY])
+    assert s.whole(body) == run([TOKEN, KEY], [body[:5], body[5:]])[0] and s.found == 3
+    assert StreamScrubber([]).whole(body) == body
+
+
 def test_holds_back_only_while_a_tail_could_start_a_secret():
     s = StreamScrubber([TOKEN])
     assert s.feed(b"plain text, no secret") == b"plain text, no secret"  # nothing held
