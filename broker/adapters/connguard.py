@@ -75,6 +75,7 @@ class ConnectionGuard:
         self.storm = StormFilter()
         self._transports: dict[Any, asyncio.Transport] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()  # set when a connection opens
 
     def install(self, server: web.Server) -> None:
         made, lost = server.connection_made, server.connection_lost
@@ -82,6 +83,7 @@ class ConnectionGuard:
         def connection_made(handler: Any, transport: asyncio.Transport) -> None:
             made(handler, transport)
             self._transports[handler] = transport
+            self._wake.set()
             victim = self.table.opened(handler, self.clock())
             if victim is not None:
                 self._close(victim)
@@ -104,7 +106,12 @@ class ConnectionGuard:
             transport.abort()
 
     async def _sweep(self) -> None:
+        """Once a second while connections are open; asleep while there are none (an idle
+        broker does not wake up for it)."""
         while True:
+            if not len(self.table):
+                self._wake.clear()
+                await self._wake.wait()
             await asyncio.sleep(min(1.0, self.table.header_timeout / 4))
             for handler in self.table.expired(self.clock()):
                 self._close(handler)
