@@ -154,27 +154,39 @@ class Forwarder:
             return refused.response()
         return await self._relay(request, up, [token, key], ex)
 
-    async def _read_body(self, request: web.BaseRequest, name: str, held: list[int]) -> bytearray:
-        """The body, each chunk reserved against the in-flight budget first (`held` counts)."""
-        limit = self.settings.max_body_bytes
-        body = bytearray()
+    async def _read_body(self, request: web.BaseRequest, name: str, held: list[int]) -> bytes | bytearray:
+        """The body, each chunk reserved against the in-flight budget first (`held` counts).
+        A small body is usually in whole when the handler starts: then it is taken at once."""
+        content = request.content
         try:
-            async for chunk in request.content.iter_chunked(65536):
-                if len(body) + len(chunk) > limit:
-                    bad = check_body_size(str(len(body) + len(chunk)), limit)
-                    assert bad is not None
-                    raise Refused(bad)
-                status = self.inflight.reserve(name, len(chunk))
-                if status is not None:
-                    whose = "this sandbox's requests" if status == 429 else "all sandboxes' requests"
-                    raise Refused(refusal(status, f"too many request bytes in flight ({whose} at once); "
-                                                  "retry shortly"), {"Retry-After": "1"}, close=True)
-                held[0] += len(chunk)
+            if content.is_eof():
+                whole = content.read_nowait()
+                self._reserve(0, len(whole), name, held)
+                return whole
+            body = bytearray()
+            async for chunk in content.iter_chunked(65536):
+                self._reserve(len(body), len(chunk), name, held)
                 body += chunk
         except RequestPayloadError as exc:  # e.g. a gzip body that is not gzip
             raise Refused(refusal(400, "the request body could not be read "
                                        f"({str(exc).splitlines()[-1].strip()})")) from None
         return body
+
+    def _reserve(self, have: int, more: int, name: str, held: list[int]) -> None:
+        """Refuse a body past the size limit or the in-flight budget; else count `more` held."""
+        limit = self.settings.max_body_bytes
+        if have + more > limit:
+            bad = check_body_size(str(have + more), limit)
+            assert bad is not None
+            raise Refused(bad)
+        if not more:
+            return
+        status = self.inflight.reserve(name, more)
+        if status is not None:
+            whose = "this sandbox's requests" if status == 429 else "all sandboxes' requests"
+            raise Refused(refusal(status, f"too many request bytes in flight ({whose} at once); "
+                                          "retry shortly"), {"Retry-After": "1"}, close=True)
+        held[0] += more
 
     async def _token(self, min_valid: float) -> str:
         try:
@@ -182,7 +194,7 @@ class Forwarder:
         except NotLoggedIn as exc:
             raise Refused(refusal(503, f"inference-broker has no usable Claude login: {exc.message}")) from None
 
-    async def _send(self, request: web.BaseRequest, headers: list[tuple[str, str]], body: bytearray,
+    async def _send(self, request: web.BaseRequest, headers: list[tuple[str, str]], body: bytes | bytearray,
                     token: str, key: str) -> Reply:
         out = rewrite_request_headers(headers, auth_header=self.profile.auth_header,
                                       auth_value=self.profile.auth_value(token),
