@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import plistlib
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -48,6 +47,8 @@ def broker_argv(config: str | os.PathLike[str] | None = None, python: str | None
 
 def launch_agent_plist(argv: Sequence[str], log_path: str | os.PathLike[str]) -> bytes:
     """A launchd agent that runs `argv` once at login, logging to `log_path`."""
+    import plistlib  # noqa: PLC0415 - macOS only; it brings in an XML parser the broker needs nowhere else
+
     return plistlib.dumps(
         {
             "Label": LABEL,
