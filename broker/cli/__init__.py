@@ -7,29 +7,48 @@ from the work, so every command is a plain function tests can call.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from collections.abc import Sequence
 
 from broker import __version__
-from broker.cli import (
-    autostart_cmd,
-    dashboard_cmd,
-    docker_args_cmd,
-    doctor_cmd,
-    login_cmd,
-    refresh_cmd,
-    run_cmd,
-    sandbox_cmd,
-    status_cmd,
-    usage_cmd,
-)
 from broker.core.errors import BrokerError
 
-# Subcommand modules, in the order `--help` lists them.
-COMMANDS = (run_cmd, status_cmd, refresh_cmd, doctor_cmd, login_cmd, sandbox_cmd, usage_cmd, dashboard_cmd,
-            docker_args_cmd, autostart_cmd)
+# Subcommand modules (in broker.cli), in the order `--help` lists them, with the commands each
+# registers. Only the module of the command given is imported: a running broker does not keep
+# every other command's code in memory.
+COMMANDS = (("run_cmd", ("run",)), ("status_cmd", ("status",)), ("refresh_cmd", ("refresh",)),
+            ("doctor_cmd", ("doctor",)), ("login_cmd", ("login",)),
+            ("sandbox_cmd", ("sandbox", "revoke", "pause", "resume")), ("usage_cmd", ("usage",)),
+            ("dashboard_cmd", ("dashboard",)), ("docker_args_cmd", ("docker-args",)), ("autostart_cmd", ("autostart",)))
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Unparsed(Exception):
+    pass
+
+
+class _FirstPass(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override] - never prints or exits
+        raise _Unparsed(message)
+
+
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The command named in `argv` (after the global options), or None (none, unknown, a bad option)."""
+    first = _FirstPass(add_help=False, allow_abbrev=True)
+    first.add_argument("--version", action="store_true")
+    first.add_argument("--config")
+    first.add_argument("-v", "--verbose", action="store_true")
+    first.add_argument("command", nargs="?")
+    first.add_argument("rest", nargs=argparse.REMAINDER)
+    try:
+        ns, _ = first.parse_known_args(list(argv))
+    except _Unparsed:
+        return None
+    return ns.command if any(ns.command in names for _, names in COMMANDS) else None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or with `command` only that command's (the same for parsing it)."""
     parser = argparse.ArgumentParser(
         prog="inference-broker",
         description="Lend a Claude subscription to local sandboxes without showing them its token.",
@@ -38,13 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="config file (default: $INFERENCE_BROKER_CONFIG or the user config dir)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in COMMANDS:
-        module.register(sub)
+    for module, names in COMMANDS:
+        if command is None or command in names:
+            importlib.import_module(f"broker.cli.{module}").register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(chosen_command(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
