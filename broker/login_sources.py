@@ -10,13 +10,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from broker.adapters.filesource import FileSource, default_credentials_path
-from broker.adapters.keychain import CLAUDE_SERVICE, KeychainSource, KeyringSecretSource, SecretStore
 from broker.core.config import Config
 from broker.core.profiles import Profile
 from broker.core.source import CredentialSource, source_order
+
+if TYPE_CHECKING:
+    from broker.adapters.keychain import SecretStore
 
 SETUP_TOKEN_SERVICE = "inference-broker"
 SETUP_TOKEN_ACCOUNT = "setup-token"
@@ -28,18 +30,25 @@ def setup_token_marker(config: Config) -> Path:
 
 
 def setup_token_store(platform: str = sys.platform) -> SecretStore:
+    from broker.adapters.keychain import SecretStore  # noqa: PLC0415 - see build_sources
+
     return SecretStore(SETUP_TOKEN_SERVICE, SETUP_TOKEN_ACCOUNT, platform)
 
 
 def build_sources(config: Config, profile: Profile, env: Mapping[str, str] = os.environ,
                   platform: str = sys.platform) -> list[CredentialSource]:
+    """The sources in the order they are tried. The keychain adapter is imported only when a
+    keychain or keyring source is used: a login read from a file does not keep it in memory."""
     poll = config.refresh.keychain_poll_seconds
     out: list[CredentialSource] = []
     setup_token = profile.auth_kind == "oauth" and setup_token_marker(config).exists()
     for kind in source_order(config, profile, platform, setup_token):
         if kind == "file":
             out.append(FileSource(config.credentials.file or default_credentials_path(env)))
-        elif kind == "keychain":
+            continue
+        from broker.adapters.keychain import CLAUDE_SERVICE, KeychainSource, KeyringSecretSource, SecretStore
+
+        if kind == "keychain":
             out.append(KeychainSource.for_claude_code(env, poll, platform, profile.keychain_service or CLAUDE_SERVICE))
         elif kind == "setup-token":
             out.append(KeyringSecretSource(setup_token_store(platform), poll))
