@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
+from broker.adapters.memory import limit_malloc_arenas
 from broker.adapters.private import PrivateRotatingHandler
 from broker.core.config import Config
 from broker.core.redact import RedactingFilter
@@ -73,11 +74,13 @@ def on_stop_signals(loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -
 
 
 def run_headless(config: Config) -> int:
+    limit_malloc_arenas()  # before any thread starts (see broker/adapters/memory.py)
     asyncio.run(serve(config))
     return 0
 
 
 def run_with_tray(config: Config) -> int:
+    limit_malloc_arenas()
     from broker import tray  # noqa: PLC0415 - pystray only when a tray runs
 
     loop = asyncio.new_event_loop()
