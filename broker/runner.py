@@ -9,6 +9,7 @@ stderr and a private rotating file, and is scrubbed of secrets.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -23,6 +24,27 @@ from broker.core.redact import RedactingFilter
 from broker.service import Service
 
 log = logging.getLogger(__name__)
+
+# PyYAML's C binding. The broker never uses it (`safe_load` and `safe_dump` are the pure-Python
+# SafeLoader and SafeDumper), but once imported it holds every yaml module for good.
+LIBYAML = "yaml._yaml"
+
+
+def keep_out_libyaml() -> None:
+    """Before the config is read: `import yaml` then goes without its C binding (as it does
+    where libyaml is not installed), so `forget_yaml` can give the modules back."""
+    sys.modules.setdefault(LIBYAML, None)
+
+
+def forget_yaml() -> None:
+    """After start-up, once the config and the profile are read: drop the yaml modules (about
+    0.9 MiB the broker would otherwise keep for its life). Whatever needs YAML later imports it
+    again; no module keeps a reference to it (core imports it inside the functions that parse)."""
+    if LIBYAML not in sys.modules or sys.modules[LIBYAML] is not None:
+        return  # the C binding is in: it keeps the modules alive, dropping them frees nothing
+    for name in [n for n in sys.modules if n == "yaml" or (n.startswith("yaml.") and n != LIBYAML)]:
+        del sys.modules[name]
+    gc.collect()  # the modules are cycles (functions and their globals), long-lived ones
 
 
 def setup_logging(level: str = "info", log_file: Path | None = None) -> None:
@@ -56,6 +78,7 @@ async def serve(config: Config, ready: "asyncio.Future[Service] | None" = None) 
         on_stop_signals(asyncio.get_running_loop(), service.stopped.set)
     if ready is not None and not ready.done():
         ready.set_result(service)
+    forget_yaml()
     try:
         await service.stopped.wait()
     finally:

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
-import yaml
 
 from broker.core.errors import ConfigError
 from broker.core.validate import Fields
@@ -111,6 +110,8 @@ def _path(f: Fields, key: str, base: Path | None) -> Path | None:
 
 
 def parse_config(text: str, where: str, path: Path | None = None) -> Config:
+    import yaml  # noqa: PLC0415 - imported where used: the running broker forgets it (broker.runner)
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

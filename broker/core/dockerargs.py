@@ -13,8 +13,6 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-import yaml
-
 from broker.core.errors import ConfigError
 from broker.core.listen import ListenSpec, format_hostport
 
@@ -67,6 +65,8 @@ def env_file(w: Wiring) -> str:
 
 def compose_snippet(w: Wiring, service: str = "sandbox") -> str:
     """A compose `services:` entry; `$` is doubled because compose interpolates values."""
+    import yaml  # noqa: PLC0415 - imported where used: the running broker forgets it (broker.runner)
+
     entry: dict[str, Any] = {
         "extra_hosts": [ADD_HOST],
         "environment": {BASE_URL_VAR: w.base_url.replace("$", "$$"), CONFIG_DIR_VAR: CONTAINER_CONFIG_DIR},

@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import yaml
-
 from broker.core.errors import ProfileError
 from broker.core.validate import Fields
 
@@ -57,6 +55,8 @@ def _url(fields: Fields, key: str, *, required: bool) -> str | None:
 
 
 def parse_profile(text: str, where: str) -> Profile:
+    import yaml  # noqa: PLC0415 - imported where used: the running broker forgets it (broker.runner)
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
