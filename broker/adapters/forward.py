@@ -1,8 +1,8 @@
 """One admitted request, upstream and back: body, token, header rewrite, chunk-by-chunk relay.
 
 The proxy server (`adapters.proxy`) has already checked Host, Origin, path, key and pause.
-Here: the body limit and the in-flight byte budget (`core.inflight`: a body is held until it
-is sent, per sandbox and in total), the current token (refreshed first if it is close to
+Here: the body limit and the in-flight byte budget (`core.inflight`: a body is held until
+upstream answered it, per sandbox and in total; a stream that follows holds no body), the current token (refreshed first if it is close to
 expiry), the rewrite, and the relay, which masks any known secret an upstream echoes into a
 body (`core.scrub`, across chunk boundaries). A 401 from upstream forces one refresh and one
 retry. What happened is written into the request's `Exchange`, which becomes its audit line.
@@ -14,7 +14,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -25,6 +24,7 @@ from broker.adapters.http1 import Reply
 from broker.adapters.upstream import Upstream
 from broker.core.config import ProxySettings
 from broker.core.errors import NotLoggedIn
+from broker.core.exchange import Exchange
 from broker.core.guards import Refusal, check_body_size, refusal
 from broker.core.headers import DECODED_ENCODINGS, rewrite_request_headers, rewrite_response_headers
 from broker.core.inflight import InflightBytes
@@ -33,48 +33,11 @@ from broker.core.profiles import Profile
 from broker.core.redact import REGISTRY
 from broker.core.scrub import StreamScrubber
 from broker.core.reqbody import request_model
-from broker.core.usage import SSEUsageTracker, Usage, plan_limits, usage_from_json
+from broker.core.usage import SSEUsageTracker, plan_limits, usage_from_json
 
 log = logging.getLogger(__name__)
 
 JSON_USAGE_LIMIT = 4 * 1024 * 1024  # keep at most this much of a JSON reply to read `usage`
-
-
-@dataclass
-class Exchange:
-    """What one proxied request did, for the audit trail and the sandbox's usage."""
-
-    sandbox: str
-    method: str
-    path: str
-    model: str | None = None
-    status: int | None = None
-    outcome: str | None = None
-    retried_after_401: bool = False
-    usage: Usage | None = None
-    latency_ms: float | None = None
-    secrets_scrubbed: int = 0  # secrets an upstream echoed into the body, masked on the way out
-    client: str = "unknown"  # the client product, from the user agent
-
-    def record(self, now: float) -> dict[str, Any]:
-        """The audit line: names, model, status, token counts, latency; never a secret."""
-        out: dict[str, Any] = {"sandbox": self.sandbox, "method": self.method, "path": self.path}
-        for name in ("model", "status", "outcome", "latency_ms", "client"):
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
-        if self.retried_after_401:
-            out["retried_after_401"] = True
-        if self.secrets_scrubbed:
-            out["secrets_scrubbed"] = self.secrets_scrubbed
-        u = self.usage
-        if u is not None:
-            out["model"] = u.model or self.model
-            out.update(input_tokens=u.input_tokens, output_tokens=u.output_tokens,
-                       cache_read_input_tokens=u.cache_read_input_tokens,
-                       cache_creation_input_tokens=u.cache_creation_input_tokens)
-        out["time"] = round(now, 3)
-        return out
 
 
 class Refused(Exception):
@@ -116,43 +79,45 @@ class Forwarder:
         self._limits_timer: asyncio.TimerHandle | None = None
         self.on_limits = on_limits  # sees each response's headers that carry plan limits
 
-    async def forward(self, request: web.BaseRequest, key: str, headers: list[tuple[str, str]],
-                      ex: Exchange) -> web.StreamResponse:
-        held = [0]  # body bytes reserved against the in-flight budget, released when done
+    async def forward(self, request: web.BaseRequest, key: str, ex: Exchange) -> web.StreamResponse:
+        held = [0]  # body bytes reserved against the in-flight budget, released once sent
         try:
-            return await self._forward(request, key, headers, ex, held)
-        finally:
-            self.inflight.release(ex.sandbox, held[0])
-
-    async def _forward(self, request: web.BaseRequest, key: str, headers: list[tuple[str, str]], ex: Exchange,
-                       held: list[int]) -> web.StreamResponse:
-        try:
-            body = await self._read_body(request, ex.sandbox, held)
-            if request.headers.get("Content-Encoding", "").strip().lower() in DECODED_ENCODINGS:
-                # aiohttp decoded the body: say so upstream, or it would try to decode it again.
-                headers = [(k, v) for k, v in headers if k.lower() != "content-encoding"]
-            is_object, ex.model = request_model(body) if body else (False, None)
-            if request.method == "POST" and body and not is_object:
-                raise Refused(refusal(400, "request body must be a JSON object"))
-            token = await self._token(self.token_margin)
-            up = await self._send(request, headers, body, token, key)
-            if up.status == 401:
-                # The token may have been revoked early: refresh once (single-flight) and retry once;
-                # with no newer token to try, the client gets the upstream's 401 as it was.
-                await self.tokens.refresh("upstream 401", failed_token=token)
-                try:
-                    new_token = await self.tokens.token()
-                except NotLoggedIn:
-                    new_token = token
-                if new_token != token:
-                    up.release()
-                    ex.retried_after_401 = True
-                    token = new_token
-                    up = await self._send(request, headers, body, token, key)
+            try:
+                up, token = await self._upstream(request, key, ex, held)
+            finally:  # the body is gone once upstream answered: a long stream does not hold it
+                self.inflight.release(ex.sandbox, held[0])
         except Refused as refused:
             ex.status = refused.refusal.status
             return refused.response()
         return await self._relay(request, up, [token, key], ex)
+
+    async def _upstream(self, request: web.BaseRequest, key: str, ex: Exchange,
+                        held: list[int]) -> tuple[Reply, str]:
+        """Send the request; the reply whose headers came, and the token it went with."""
+        body = await self._read_body(request, ex.sandbox, held)
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
+        if request.headers.get("Content-Encoding", "").strip().lower() in DECODED_ENCODINGS:
+            # aiohttp decoded the body: say so upstream, or it would try to decode it again.
+            headers = [(k, v) for k, v in headers if k.lower() != "content-encoding"]
+        is_object, ex.model = request_model(body) if body else (False, None)
+        if request.method == "POST" and body and not is_object:
+            raise Refused(refusal(400, "request body must be a JSON object"))
+        token = await self._token(self.token_margin)
+        up = await self._send(request, headers, body, token, key)
+        if up.status == 401:
+            # The token may have been revoked early: refresh once (single-flight) and retry once;
+            # with no newer token to try, the client gets the upstream's 401 as it was.
+            await self.tokens.refresh("upstream 401", failed_token=token)
+            try:
+                new_token = await self.tokens.token()
+            except NotLoggedIn:
+                new_token = token
+            if new_token != token:
+                up.release()
+                ex.retried_after_401 = True
+                token = new_token
+                up = await self._send(request, headers, body, token, key)
+        return up, token
 
     async def _read_body(self, request: web.BaseRequest, name: str, held: list[int]) -> bytes | bytearray:
         """The body, each chunk reserved against the in-flight budget first (`held` counts).
@@ -213,11 +178,12 @@ class Forwarder:
         self._note_limits(up)
         try:
             # Built inline: nothing a long stream does not need stays referenced while it runs.
-            resp = web.StreamResponse(status=up.status, reason=up.reason, headers=rewrite_response_headers(
-                [(k.decode("latin-1"), v.decode("latin-1")) for k, v in up.raw_headers], secrets))
+            resp = web.StreamResponse(status=up.status, reason=up.reason,
+                                      headers=rewrite_response_headers(list(up.headers.items()), secrets))
             if _length_kept(request.method, up):  # framed as upstream framed it: no chunk markers
                 resp.content_length = up.content_length
             tracker = SSEUsageTracker() if up.content_type == "text/event-stream" else None
+            up.drop_headers()  # the reply's own copy: a long stream does not need it
             if tracker is None:  # not a stream: its headers go out with the body, in one write
                 resp._send_headers_immediately = False  # as aiohttp's own web.Response does
             # An upstream that echoes request headers must not hand a sandbox the token.

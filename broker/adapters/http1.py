@@ -18,7 +18,7 @@ import aiohttp
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.http_parser import RawResponseMessage
 from aiohttp.streams import StreamReader
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 READ_BUFSIZE = 2**16  # aiohttp's default chunk size; the payload pauses the socket past twice this
@@ -26,30 +26,30 @@ READ_BUFSIZE = 2**16  # aiohttp's default chunk size; the payload pauses the soc
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
+_NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
+
+
 class Reply:
     """One upstream reply: status line, headers, body stream. `release()` returns the
     connection to the pool when the body was read to its end, and closes it otherwise."""
 
-    __slots__ = ("status", "reason", "headers", "raw_headers", "content", "_proto", "_pool")
+    __slots__ = ("status", "reason", "headers", "content_length", "content_type", "content", "_proto", "_pool")
 
     def __init__(self, message: RawResponseMessage, payload: StreamReader, proto: ResponseHandler,
                  pool: Pool) -> None:
         self.status: int = message.code
         self.reason: str = message.reason
-        self.headers: CIMultiDictProxy[str] = message.headers
-        self.raw_headers: tuple[tuple[bytes, bytes], ...] = message.raw_headers
+        headers = self.headers = message.headers
+        length = headers.get("Content-Length")
+        self.content_length = int(length) if length is not None and length.isdigit() else None
+        self.content_type = headers.get("Content-Type", "application/octet-stream").partition(";")[0].strip().lower()
         self.content = payload
         self._proto: ResponseHandler | None = proto
         self._pool = pool
 
-    @property
-    def content_length(self) -> int | None:
-        value = self.headers.get("Content-Length")
-        return int(value) if value is not None and value.isdigit() else None
-
-    @property
-    def content_type(self) -> str:
-        return self.headers.get("Content-Type", "application/octet-stream").partition(";")[0].strip().lower()
+    def drop_headers(self) -> None:
+        """Let the headers go (a stream can last minutes; its reply's headers are long used)."""
+        self.headers = _NO_HEADERS
 
     def release(self) -> None:
         proto, self._proto = self._proto, None

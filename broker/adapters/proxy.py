@@ -21,13 +21,14 @@ from aiohttp import web
 
 from broker.adapters.audit import AuditLog
 from broker.adapters.connguard import ConnectionGuard, fd_cap
-from broker.adapters.forward import Exchange, Forwarder, error_response
+from broker.adapters.forward import Forwarder, error_response
 from broker.adapters.memory import pin_malloc_thresholds
 from broker.adapters.upstream import Upstream
 from broker.core.clients import client_product
 from broker.core.config import ProxySettings
 from broker.core.connections import ConnectionTable
 from broker.core.errors import BrokerError
+from broker.core.exchange import Exchange
 from broker.core.guards import LOCAL_PROBES, check_body_size, check_host, check_origin, check_path, refusal
 from broker.core.keys import extract_key
 from broker.core.ports import SandboxGate, TokenProvider
@@ -126,8 +127,7 @@ class ProxyServer:
             return _error(bad)
 
         # The key first: a valid key is never refused for someone else's failures.
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
-        key = extract_key(headers)
+        key = extract_key(request.headers.items())
         name = self.access.sandbox_for(key) if key else None
         if name is None:
             return self._wrong_key(request, key)
@@ -151,7 +151,7 @@ class ProxyServer:
         started = time.monotonic()
         with self.access.streaming(name):
             try:
-                return await self.forwarder.forward(request, key or "", headers, ex)
+                return await self.forwarder.forward(request, key or "", ex)
             except asyncio.CancelledError:
                 ex.status = ex.status or 499
                 ex.outcome = "ended (revoked, paused, or the client went away)"

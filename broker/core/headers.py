@@ -141,13 +141,27 @@ def rewrite_response_headers(
     dropped = _RESPONSE_DROPPED
     if any(name.lower() == "connection" for name, _ in items):
         dropped = dropped | connection_named(items)
-    out = [(name, value) for name, value in items if name.lower() not in dropped]
+    out = [(name, value) for name, value in items if name.lower() not in dropped and _sendable(name, value)]
     needles = [s for s in secrets if s]
     if needles:
         blob = "\n".join([f"{name}\n{value}" for name, value in out])
         if any(s in blob for s in needles):
             out = [(name, value) for name, value in out if not _carries(name, value, needles)]
     return out
+
+
+def _sendable(name: str, value: str) -> bool:
+    """False for a header that is not valid UTF-8 as received (read with surrogate escapes):
+    it could not be written out again, and no API header needs such bytes."""
+    if value.isascii() and name.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        logger.warning("dropped upstream response header %r: not valid UTF-8", name.encode("utf-8", "replace"))
+        return False
+    return True
 
 
 def _holds(name: str, value: str, needles: Sequence[str]) -> bool:

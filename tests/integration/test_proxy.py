@@ -473,6 +473,28 @@ async def test_client_going_away_cancels_the_upstream_request(make_broker):
     assert (leaver.requests, leaver.input_tokens, leaver.output_tokens) == (1, 11, 1)
 
 
+async def test_a_stream_holds_no_body_against_the_in_flight_budget(make_broker):
+    """The body counts against the in-flight budget until upstream has answered it; a long
+    stream after that holds neither the bytes nor the budget."""
+    b = await make_broker(gate=asyncio.Event(), proxy={"max_inflight_bytes_per_sandbox": 20_000})
+    key = await b.add_sandbox("long")
+    padded = {**REQUEST, "stream": True, "system": "x" * 15_000}  # 15 KB of the 20 KB budget
+    session = aiohttp.ClientSession()
+    try:
+        resp = await session.post(b.url + "/v1/messages", headers={"x-api-key": key}, json=padded)
+        assert resp.status == 200
+        await resp.content.readuntil(b"content_block_delta")  # held there by the fake
+        assert b.service.proxy is not None and b.service.proxy.forwarder.inflight.held == 0
+        second = await session.post(b.url + "/v1/messages", headers={"x-api-key": key},
+                                    json={**padded, "stream": False})
+        assert second.status == 200, await second.text()  # 15 KB more fits: the stream holds none
+        second.release()
+        b.fake.gate.set()
+        assert b"message_stop" in await resp.read()
+    finally:
+        await session.close()
+
+
 # -- the token: refresh on 401, ahead of expiry, none at all ----------------------------------
 
 

@@ -179,6 +179,8 @@ def test_other_auth_header_and_several_mandatory_headers():
         (("x-echo", f"you sent {TOKEN}!"), False),
         (("x-echo", f"key={SBX}"), False),
         (("x-echo", "sk-ant-oat01-OTHER"), True),
+        (("x-name", "Zoë ✓"), True),  # valid UTF-8 passes as it came
+        (("x-bytes", "bad \udcff byte"), False),  # not UTF-8 (read with surrogate escapes)
     ],
 )
 def test_rewrite_response_headers(header, kept):
