@@ -44,6 +44,7 @@ _ROW = attrgetter(*COLUMNS)  # a record as the row's values, in one C call
 # row would hand the GIL to the event loop and wait to take it back, once per row.
 # 90 rows x 10 columns stay under the oldest SQLite's 999 bound parameters.
 ROWS_PER_INSERT = 90
+WRITER_CACHE_KIB = 256
 PRUNE_EVERY = 3600.0
 LOG_EVERY = 60.0  # repeat a failing write's message at most this often
 
@@ -184,6 +185,9 @@ class Ledger:
         try:
             if self._db is None:
                 self._db = connect(self.path, self.busy_timeout)
+                # Inserts touch only the ends of the table and its indexes: SQLite's default page
+                # cache (2 MiB) would only hold the broker's memory up as the ledger grows.
+                self._db.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
