@@ -172,8 +172,9 @@ class Client:
             raise aiohttp.ServerDisconnectedError()
         if len(body) <= 16384:
             transport.write(head + body)  # one segment for a small request
-        else:
-            transport.writelines((head, body))
+        else:  # no joined copy of a large body (asyncio's writelines would make one)
+            transport.write(head)
+            transport.write(body)
         while True:
             message, payload = await proto.read()
             if not 100 <= message.code <= 199 or message.code == 101:  # informational replies are skipped

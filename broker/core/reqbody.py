@@ -23,9 +23,17 @@ _KEY = re.compile(rb'[ \t\r\n]*"([^"\\]*)"[ \t\r\n]*:[ \t\r\n]*')
 _NEXT = re.compile(rb"[ \t\r\n]*([,}])")
 
 
+_LEAD = re.compile(rb"[ \t\r\n]*")
+
+
 def looks_like_object(body: bytes) -> bool:
-    """True when the body is shaped like one JSON object: `{` ... `}` around optional space."""
-    return body.lstrip(_WS)[:1] == b"{" and body.rstrip(_WS)[-1:] == b"}"
+    """True when the body is shaped like one JSON object: `{` ... `}` around optional space.
+    (Looks at its ends only: stripping a copy would copy the whole body, twice.)"""
+    start = _LEAD.match(body).end()  # type: ignore[union-attr] # matches the empty string at worst
+    end = len(body)
+    while end > start and body[end - 1] in _WS:
+        end -= 1
+    return end - start >= 2 and body[start] == 0x7B and body[end - 1] == 0x7D  # { and }
 
 
 def request_model(body: bytes) -> tuple[bool, str | None]:
