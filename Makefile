@@ -32,7 +32,7 @@ reliability: $(VENV)/.installed
 icons: $(VENV)/.installed
 	$(PY) scripts/make_icons.py
 
-# The whole benchmark in one interleaved run (~4 min); BENCH_ARGS=--quick for about a minute.
+# The whole benchmark in one interleaved run (~2 min); BENCH_ARGS=--quick for about 25 s.
 bench: $(VENV)/.installed
 	@mkdir -p build
 	$(PY) benchmarks/proxy_overhead.py --json build/bench.json --markdown build/bench.md $(BENCH_ARGS)
