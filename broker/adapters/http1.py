@@ -77,7 +77,7 @@ class Pool:
         now = time.monotonic()
         while self._idle:
             proto, since = self._idle.pop()
-            if proto.is_connected() and now - since < self.keepalive:
+            if proto.is_connected() and not proto.should_close and now - since < self.keepalive:
                 self._busy.add(proto)
                 return proto, True
             proto.close()
@@ -95,8 +95,13 @@ class Pool:
         return proto, False
 
     def put(self, proto: ResponseHandler, reusable: bool) -> None:
+        """Back to the pool if the exchange ended cleanly: the whole reply read, nothing of the
+        request left unsent (an upstream that answers before reading all of a body must not
+        get its rest as the start of the next request)."""
         self._busy.discard(proto)
-        if reusable and not proto.should_close and proto.is_connected():
+        transport = proto.transport
+        if (reusable and not proto.should_close and proto.is_connected() and transport is not None
+                and not transport.get_write_buffer_size()):
             self._idle.append((proto, time.monotonic()))
             if self._timer is None:
                 self._timer = asyncio.get_running_loop().call_later(self.keepalive, self._expire)

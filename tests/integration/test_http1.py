@@ -218,3 +218,27 @@ async def test_https_verifies_the_certificate(tmp_path: Path, aiohttp_server) ->
 
 async def _ok(request: web.Request) -> web.Response:
     return web.Response(text="secure")
+
+
+async def test_a_reply_that_came_before_the_whole_body_was_sent_ends_its_connection() -> None:
+    """An upstream answering early (a 413, say) while the request is still being written."""
+    served = []
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        served.append(1)
+        writer.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 3\r\n\r\nbig")
+        await writer.drain()
+        await asyncio.sleep(1.0)  # reads nothing more: the client's send buffer stays full
+        writer.close()
+
+    server, port = await raw_server(script)
+    client = Client(f"http://127.0.0.1:{port}")
+    try:
+        reply = await client.request("POST", "/", [], b"x" * (64 << 20))
+        assert reply.status == 413 and await read(reply) == b"big"
+        reply.release()
+        assert not client.pool._idle  # not reused: the rest of the body is still queued on it
+    finally:
+        client.close()
+        server.close()
