@@ -157,8 +157,8 @@ class Service:
         self.stopped.set()
 
     async def _housekeeping(self) -> None:
-        """Every second: notice what another process (the CLI with no broker to talk to)
-        wrote to the key store. Every five: save usage counters, look at launch at login."""
+        """Each second: pick up key-store changes another process (the CLI with no broker to
+        talk to) wrote. Each 5 s: save usage counters. Each 30 s: look at launch at login."""
         ticks = 0
         while True:
             await asyncio.sleep(1.0)
@@ -167,6 +167,7 @@ class Service:
                 await self.access.sync()
                 if ticks % 5 == 0:
                     await self.access.flush()
+                if ticks % 30 == 0:
                     await self._probe_autostart()
             except Exception as exc:
                 log.error("housekeeping failed: %s", exc)
