@@ -439,14 +439,14 @@ def test_real_broker_tray_clicks_change_its_state(desktop: XDesktop, real_broker
     band = menus.select(menu, "Up", selectable_from_bottom(shape(sandboxes=2), Action.PAUSE))
     menus.click_selected(menu, band)
     eventually(lambda: broker.status()["proxy"]["paused"], 5, "status to say paused")
-    eventually(lambda: dominant(icon_colour(desktop, icon)) == "grey", 2, "the paused (grey) icon")
+    eventually(lambda: dominant(icon_colour(desktop, icon)) == "grey", 5, "the paused (grey) icon")
 
     # Resume, from the rebuilt menu.
     menu = menus.open()
     band = menus.select(menu, "Up", selectable_from_bottom(shape(sandboxes=2, paused=True), Action.RESUME))
     menus.click_selected(menu, band)
     eventually(lambda: not broker.status()["proxy"]["paused"], 5, "status to say resumed")
-    eventually(lambda: dominant(icon_colour(desktop, icon)) == "green", 2, "the healthy (green) icon")
+    eventually(lambda: dominant(icon_colour(desktop, icon)) == "green", 5, "the healthy (green) icon")
 
     # Sandboxes > alpha > Revoke alpha -> gone from `sandbox list`.
     menu = menus.open()
@@ -562,7 +562,7 @@ def test_tray_notifies_once_per_change_and_copies_docker_flags(desktop: XDesktop
         # Refresh starts failing -> one notification; the retry loop's passes don't repeat it.
         for state in ("expiring", "refreshing", "expiring", "refreshing", "expiring"):
             send(f"token {state}")
-        eventually(lambda: dominant(icon_colour(desktop, icon)) == "amber", 2, "the warning (amber) icon")
+        eventually(lambda: dominant(icon_colour(desktop, icon)) == "amber", 5, "the warning (amber) icon")
         eventually(lambda: _displayed(desktop) >= 1, 5, "a notification")
         shot = desktop.screenshot(ARTIFACTS / "tray-notification.png")
         print(f"\nscreenshot: {shot}")
@@ -570,7 +570,7 @@ def test_tray_notifies_once_per_change_and_copies_docker_flags(desktop: XDesktop
         # The login is lost -> a second one. Pausing is not news.
         send("paused 1")
         send("token signed_out")
-        eventually(lambda: dominant(icon_colour(desktop, icon)) == "red", 2, "the signed-out (red) icon")
+        eventually(lambda: dominant(icon_colour(desktop, icon)) == "red", 5, "the signed-out (red) icon")
         _next_notification(desktop)
         send("token signed_out")
         send("paused 0")
@@ -599,7 +599,7 @@ def test_tray_survives_a_broken_notification_service(tmp_path: Path) -> None:
             assert "desktop notifications unavailable" in log.read_text()
             proc.stdin.write("token signed_out\n")  # would notify; must not break anything
             proc.stdin.flush()
-            eventually(lambda: dominant(icon_colour(desktop, icon)) == "red", 2, "the signed-out (red) icon")
+            eventually(lambda: dominant(icon_colour(desktop, icon)) == "red", 5, "the signed-out (red) icon")
             menus = MenuDriver(desktop, icon)
             menu = menus.open()
             menus.click_selected(menu, menus.select(menu, "Up", 1))  # Quit
