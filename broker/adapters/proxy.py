@@ -120,9 +120,10 @@ class ProxyServer:
         if bad is not None:
             log.warning("refused %s %s from %s: %s", request.method, request.path, request.remote, bad.message)
             return _error(bad)
-        if request.method == "HEAD" and request.raw_path.split("?", 1)[0] in LOCAL_PROBES:
+        path = request.raw_path.partition("?")[0]
+        if request.method == "HEAD" and path in LOCAL_PROBES:
             return web.Response(status=200)  # Claude Code's reachability check, no key needed
-        bad = check_path(request.method, request.raw_path.split("?", 1)[0], self.profile.paths)
+        bad = check_path(request.method, path, self.profile.paths)
         if bad is not None:
             return _error(bad)
 

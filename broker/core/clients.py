@@ -6,6 +6,7 @@ user agents can carry host names or paths that say more about a sandbox than the
 
 from __future__ import annotations
 
+import functools
 import re
 
 _PRODUCT = re.compile(r"([A-Za-z][A-Za-z0-9._-]{0,40})(?:/([0-9][A-Za-z0-9._+-]{0,30}))?")
@@ -13,6 +14,7 @@ _PRODUCT = re.compile(r"([A-Za-z][A-Za-z0-9._-]{0,40})(?:/([0-9][A-Za-z0-9._+-]{
 _SDK = re.compile(r"Anthropic/(Python|JS|TypeScript|Go|Java|Ruby)\s+([0-9][A-Za-z0-9._+-]{0,30})", re.I)
 
 
+@functools.lru_cache(maxsize=64)  # every request has one; a sandbox sends the same few
 def client_product(user_agent: str | None) -> str:
     """"claude-cli/2.1.197", "anthropic-python/2.14.0", "curl/8.1.2", or "unknown"."""
     ua = (user_agent or "").strip()

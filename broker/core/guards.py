@@ -54,6 +54,7 @@ def shown(text: str, limit: int = 80) -> str:
     return clean if len(clean) <= limit else clean[:limit] + "..."
 
 
+@functools.lru_cache(maxsize=64)  # read for every request; the same few values
 def host_name(host_header: str) -> str | None:
     """The name part of a Host value, lower-case without a trailing dot; None if malformed."""
     host = host_header.strip()
