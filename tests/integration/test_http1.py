@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import socket
 import ssl
 import subprocess
 from pathlib import Path
@@ -25,6 +26,35 @@ async def read(reply) -> bytes:  # noqa: ANN001 - http1.Reply
     async for chunk in reply.content.iter_any():
         out += chunk
     return out
+
+
+@pytest.fixture
+async def client_for():
+    """`client_for(url, **options)`: a Client, closed when the test ends."""
+    made: list[Client] = []
+
+    def make(url: str, **options) -> Client:  # noqa: ANN003
+        made.append(Client(url, **options))
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.fixture
+async def raw_server():
+    """`await raw_server(script)`: the URL of a TCP server whose connections
+    `script(reader, writer)` handles byte by byte; closed when the test ends."""
+    servers: list[asyncio.Server] = []
+
+    async def start(script) -> str:  # noqa: ANN001
+        servers.append(await asyncio.start_server(script, "127.0.0.1", 0))
+        return f"http://127.0.0.1:{servers[-1].sockets[0].getsockname()[1]}"
+
+    yield start
+    for server in servers:
+        server.close()
 
 
 @pytest.fixture
@@ -58,63 +88,48 @@ def _app(handle) -> web.Application:  # noqa: ANN001
     return app
 
 
-async def test_requests_reuse_one_keep_alive_connection(echo_server) -> None:
+async def test_requests_reuse_one_keep_alive_connection(echo_server, client_for) -> None:
     server, seen = echo_server
-    client = Client(str(server.make_url("")))
-    try:
-        for i in range(3):
-            reply = await client.request("POST", f"/v1/messages?n={i}", [("Content-Type", "application/json")],
-                                         b'{"a":1}')
-            assert (reply.status, reply.reason, reply.content_length) == (200, "OK", 12)
-            assert await read(reply) == b'echo:{"a":1}'
-            reply.release()
-        assert len(set(seen["peers"])) == 1, "the pooled connection was not reused"
-        method, path, headers, body = seen["requests"][-1]
-        assert (method, path, body) == ("POST", "/v1/messages?n=2", b'{"a":1}')
-        names = [k.decode().lower() for k, _ in headers]
-        assert names.count("host") == 1 and names.count("content-length") == 1
-        assert "user-agent" not in names and "accept" not in names  # nothing added for the client
-        assert dict((k.decode().lower(), v.decode()) for k, v in headers)["host"] == f"127.0.0.1:{server.port}"
-    finally:
-        client.close()
-
-
-async def test_a_reply_not_read_to_its_end_closes_its_connection(echo_server) -> None:
-    server, seen = echo_server
-    client = Client(str(server.make_url("")))
-    try:
-        reply = await client.request("GET", "/stream", [], b"")
-        assert reply.content_type == "text/event-stream"
-        reply.release()  # the reply is not all in: the connection cannot carry another request
-        reply = await client.request("GET", "/stream", [], b"")
-        assert await read(reply) == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+    client = client_for(str(server.make_url("")))
+    for i in range(3):
+        reply = await client.request("POST", f"/v1/messages?n={i}", [("Content-Type", "application/json")],
+                                     b'{"a":1}')
+        assert (reply.status, reply.reason, reply.content_length) == (200, "OK", 12)
+        assert await read(reply) == b'echo:{"a":1}'
         reply.release()
-        assert len(set(seen["peers"])) == 2
-    finally:
-        client.close()
+    assert len(set(seen["peers"])) == 1, "the pooled connection was not reused"
+    method, path, headers, body = seen["requests"][-1]
+    assert (method, path, body) == ("POST", "/v1/messages?n=2", b'{"a":1}')
+    names = [k.decode().lower() for k, _ in headers]
+    assert names.count("host") == 1 and names.count("content-length") == 1
+    assert "user-agent" not in names and "accept" not in names  # nothing added for the client
+    assert dict((k.decode().lower(), v.decode()) for k, v in headers)["host"] == f"127.0.0.1:{server.port}"
 
 
-async def test_gzip_replies_arrive_decoded(echo_server) -> None:
+async def test_a_reply_not_read_to_its_end_closes_its_connection(echo_server, client_for) -> None:
     server, seen = echo_server
-    client = Client(str(server.make_url("")))
-    try:
-        reply = await client.request("GET", "/gzip", [], b"")
-        assert reply.headers["Content-Encoding"] == "gzip"
-        assert await read(reply) == b"x" * 5000
-        reply.release()
-        headers = {k.decode().lower(): v.decode() for k, v in seen["requests"][0][2]}
-        assert headers["accept-encoding"] == "gzip, deflate"  # only what the parser decodes
-    finally:
-        client.close()
+    client = client_for(str(server.make_url("")))
+    reply = await client.request("GET", "/stream", [], b"")
+    assert reply.content_type == "text/event-stream"
+    reply.release()  # the reply is not all in: the connection cannot carry another request
+    reply = await client.request("GET", "/stream", [], b"")
+    assert await read(reply) == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+    reply.release()
+    assert len(set(seen["peers"])) == 2
 
 
-async def raw_server(script) -> tuple[asyncio.Server, int]:  # noqa: ANN001
-    """A TCP server whose connections `script(reader, writer)` handles byte by byte."""
-    server = await asyncio.start_server(script, "127.0.0.1", 0)
-    return server, server.sockets[0].getsockname()[1]
+async def test_gzip_replies_arrive_decoded(echo_server, client_for) -> None:
+    server, seen = echo_server
+    client = client_for(str(server.make_url("")))
+    reply = await client.request("GET", "/gzip", [], b"")
+    assert reply.headers["Content-Encoding"] == "gzip"
+    assert await read(reply) == b"x" * 5000
+    reply.release()
+    headers = {k.decode().lower(): v.decode() for k, v in seen["requests"][0][2]}
+    assert headers["accept-encoding"] == "gzip, deflate"  # only what the parser decodes
 
 
-async def test_informational_replies_are_skipped_and_eof_framing_is_read() -> None:
+async def test_informational_replies_are_skipped_and_eof_framing_is_read(raw_server, client_for) -> None:
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
@@ -122,20 +137,15 @@ async def test_informational_replies_are_skipped_and_eof_framing_is_read() -> No
         await writer.drain()
         writer.close()
 
-    server, port = await raw_server(script)
-    client = Client(f"http://127.0.0.1:{port}")
-    try:
-        reply = await client.request("GET", "/", [], b"")
-        assert reply.status == 200 and reply.content_length is None
-        assert await read(reply) == b"until the end"
-        reply.release()
-        assert not client.pool._idle  # Connection: close is honoured
-    finally:
-        client.close()
-        server.close()
+    client = client_for(await raw_server(script))
+    reply = await client.request("GET", "/", [], b"")
+    assert reply.status == 200 and reply.content_length is None
+    assert await read(reply) == b"until the end"
+    reply.release()
+    assert not client.pool._idle  # Connection: close is honoured
 
 
-async def test_a_pooled_connection_the_upstream_closed_is_retried_for_get_only() -> None:
+async def test_a_pooled_connection_the_upstream_closed_is_retried_for_get_only(raw_server, client_for) -> None:
     served = []
 
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -146,52 +156,42 @@ async def test_a_pooled_connection_the_upstream_closed_is_retried_for_get_only()
         await reader.read(1)  # the next request's first byte: hang up without answering
         writer.close()
 
-    server, port = await raw_server(script)
-    client = Client(f"http://127.0.0.1:{port}")
-    try:
-        for method in ("GET", "GET"):
-            reply = await client.request(method, "/", [], b"")
-            assert await read(reply) == b"ok"
-            reply.release()
-        assert len(served) == 2  # the second GET was retried on a new connection
-        with pytest.raises(aiohttp.ServerDisconnectedError):
-            await client.request("POST", "/", [], b"{}")  # not retried: it may have been acted on
-    finally:
-        client.close()
-        server.close()
+    client = client_for(await raw_server(script))
+    for method in ("GET", "GET"):
+        reply = await client.request(method, "/", [], b"")
+        assert await read(reply) == b"ok"
+        reply.release()
+    assert len(served) == 2  # the second GET was retried on a new connection
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await client.request("POST", "/", [], b"{}")  # not retried: it may have been acted on
 
 
-async def test_a_body_cut_short_is_a_payload_error() -> None:
+async def test_a_body_cut_short_is_a_payload_error(raw_server, client_for) -> None:
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
         await writer.drain()
         writer.close()
 
-    server, port = await raw_server(script)
-    client = Client(f"http://127.0.0.1:{port}")
-    try:
-        reply = await client.request("GET", "/", [], b"")
-        with pytest.raises(aiohttp.ClientPayloadError):
-            await read(reply)
-        reply.release()
-    finally:
-        client.close()
-        server.close()
+    client = client_for(await raw_server(script))
+    reply = await client.request("GET", "/", [], b"")
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await read(reply)
+    reply.release()
 
 
-async def test_nothing_listening_is_a_client_error() -> None:
-    server, port = await raw_server(lambda r, w: None)
-    server.close()
-    await server.wait_closed()
-    client = Client(f"http://127.0.0.1:{port}")
+async def test_nothing_listening_is_a_client_error(client_for) -> None:
+    with socket.socket() as s:  # a port on this machine that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    client = client_for(f"http://127.0.0.1:{closed}")
     with pytest.raises(aiohttp.ClientError, match="cannot connect"):
         await client.request("GET", "/", [], b"")
     with pytest.raises(ValueError, match="http:// or https://"):
         Client("ftp://example.test")
 
 
-async def test_https_verifies_the_certificate(tmp_path: Path, aiohttp_server) -> None:
+async def test_https_verifies_the_certificate(tmp_path: Path, aiohttp_server, client_for) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
                     "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key),
@@ -201,44 +201,32 @@ async def test_https_verifies_the_certificate(tmp_path: Path, aiohttp_server) ->
     server = await aiohttp_server(_app(_ok), ssl=server_ctx)
     url = f"https://localhost:{server.port}"
 
-    trusting = ssl.create_default_context(cafile=str(cert))
-    client = Client(url, tls=trusting)
-    try:
-        reply = await client.request("GET", "/", [], b"")
-        assert await read(reply) == b"secure"
-        reply.release()
-    finally:
-        client.close()
+    trusting = client_for(url, tls=ssl.create_default_context(cafile=str(cert)))
+    reply = await trusting.request("GET", "/", [], b"")
+    assert await read(reply) == b"secure"
+    reply.release()
 
-    stranger = Client(url)  # the system's CAs do not know this certificate
+    stranger = client_for(url)  # the system's CAs do not know this certificate
     with pytest.raises(aiohttp.ClientError):
         await stranger.request("GET", "/", [], b"")
-    stranger.close()
 
 
 async def _ok(request: web.Request) -> web.Response:
     return web.Response(text="secure")
 
 
-async def test_a_reply_that_came_before_the_whole_body_was_sent_ends_its_connection() -> None:
+async def test_a_reply_that_came_before_the_whole_body_was_sent_ends_its_connection(raw_server,
+                                                                                    client_for) -> None:
     """An upstream answering early (a 413, say) while the request is still being written."""
-    served = []
-
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
-        served.append(1)
         writer.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 3\r\n\r\nbig")
         await writer.drain()
         await asyncio.sleep(1.0)  # reads nothing more: the client's send buffer stays full
         writer.close()
 
-    server, port = await raw_server(script)
-    client = Client(f"http://127.0.0.1:{port}")
-    try:
-        reply = await client.request("POST", "/", [], b"x" * (64 << 20))
-        assert reply.status == 413 and await read(reply) == b"big"
-        reply.release()
-        assert not client.pool._idle  # not reused: the rest of the body is still queued on it
-    finally:
-        client.close()
-        server.close()
+    client = client_for(await raw_server(script))
+    reply = await client.request("POST", "/", [], b"x" * (64 << 20))
+    assert reply.status == 413 and await read(reply) == b"big"
+    reply.release()
+    assert not client.pool._idle  # not reused: the rest of the body is still queued on it
