@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from broker.core.redact import REDACTED, scrub, secret_set
+from broker.core.redact import REDACTED, REGISTRY, scrub
 
 MAX_FIELD = 128
 PATH_FIELDS = frozenset({"path", "url"})
@@ -40,7 +40,7 @@ def bound_entry(entry: dict[str, Any]) -> dict[str, Any]:
     request has such fields and most repeat (sandbox, method, path, model, client), so short
     ones are remembered per set of known secrets: a new secret starts a fresh memory.
     """
-    secrets = secret_set()
+    secrets = REGISTRY.snapshot()
     return {k: (_bound_short(v, k in PATH_FIELDS, secrets) if len(v) <= MAX_FIELD else
                 bound_text(v, keylike=k in PATH_FIELDS)) if isinstance(v, str) else v
             for k, v in entry.items()}

@@ -77,6 +77,7 @@ def connection_named(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
 
 
 _ALWAYS_DROPPED = HOP_BY_HOP | _CLIENT_CREDENTIALS | _REQUEST_DROP
+_RESPONSE_DROPPED = HOP_BY_HOP | _RESPONSE_DROP
 
 
 def rewrite_request_headers(
@@ -146,7 +147,13 @@ def rewrite_response_headers(
     if needles:
         blob = "\n".join([f"{name}\n{value}" for name, value in out])
         if any(s in blob for s in needles):
-            out = [(name, value) for name, value in out if not _carries(name, value, needles)]
+            kept = []
+            for name, value in out:
+                if _holds(name, value, needles):
+                    logger.warning("dropped upstream response header %r: it carried a secret", name.lower())
+                else:
+                    kept.append((name, value))
+            out = kept
     return out
 
 
@@ -165,18 +172,9 @@ def _sendable(name: str, value: str) -> bool:
 
 
 def _holds(name: str, value: str, needles: Sequence[str]) -> bool:
-    for s in needles:  # a loop, not any(...): this runs for every header of every request
+    for s in needles:  # a loop, not any(...): this runs for every header of every message
         if s in value or s in name:
             return True
     return False
 
 
-def _carries(name: str, value: str, needles: Sequence[str]) -> bool:
-    for s in needles:
-        if s in value or s in name:
-            logger.warning("dropped upstream response header %r: it carried a secret", name.lower())
-            return True
-    return False
-
-
-_RESPONSE_DROPPED = HOP_BY_HOP | _RESPONSE_DROP

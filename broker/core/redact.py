@@ -41,7 +41,8 @@ class SecretRegistry:
             self._secrets = self._secrets | {s for s in secrets if s and len(s) >= 8}
 
     def snapshot(self) -> frozenset[str]:
-        """The secrets held now (for the body scrubber of one response)."""
+        """The secrets held now: the same frozenset until one is added (the body scrubber and
+        the audit's bounded fields key their caches on it)."""
         return self._secrets
 
     def scrub(self, text: str) -> str:
@@ -59,11 +60,6 @@ class SecretRegistry:
 
 
 REGISTRY = SecretRegistry()
-
-
-def secret_set() -> frozenset[str]:
-    """The secrets held now; a new frozenset whenever one is added."""
-    return REGISTRY.snapshot()
 
 
 def scrub(text: str) -> str:
