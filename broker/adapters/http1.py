@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+
 import aiohttp
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.http_parser import RawResponseMessage
@@ -63,7 +64,7 @@ class Pool:
 
     def __init__(self, url: URL, keepalive: float, connect_timeout: float,
                  tls: ssl.SSLContext | None = None) -> None:
-        self.host, self.port = url.host or "localhost", url.port or (443 if url.scheme == "https" else 80)
+        self.host, self.port = url.host or "localhost", url.port  # yarl gives http(s)'s default port
         self.ssl: ssl.SSLContext | None = None  # the system's CAs, verified, for https
         if url.scheme == "https":
             self.ssl = tls or ssl.create_default_context()
@@ -77,7 +78,7 @@ class Pool:
         now = time.monotonic()
         while self._idle:
             proto, since = self._idle.pop()
-            if proto.is_connected() and not proto.should_close and now - since < self.keepalive:
+            if self._fresh(proto, since, now):
                 self._busy.add(proto)
                 return proto, True
             proto.close()
@@ -112,12 +113,16 @@ class Pool:
         now = time.monotonic()
         kept = []
         for proto, since in self._idle:
-            if now - since < self.keepalive and proto.is_connected():
+            if self._fresh(proto, since, now):
                 kept.append((proto, since))
             else:
                 proto.close()
         self._idle = kept
         self._timer = asyncio.get_running_loop().call_later(self.keepalive / 2, self._expire) if kept else None
+
+    def _fresh(self, proto: ResponseHandler, since: float, now: float) -> bool:
+        """An idle connection still fit to carry a request: open, clean, not past keep-alive."""
+        return proto.is_connected() and not proto.should_close and now - since < self.keepalive
 
     def close(self) -> None:
         if self._timer is not None:
@@ -140,10 +145,9 @@ class Client:
         if url.scheme not in ("http", "https"):
             raise ValueError(f"the upstream URL must be http:// or https://, not {base_url!r}")
         self.pool = Pool(url, keepalive, connect_timeout, tls)
-        default_port = 443 if url.scheme == "https" else 80
         host = url.raw_host or "localhost"
         host = f"[{host}]" if ":" in host else host
-        authority = host if url.port in (None, default_port) else f"{host}:{url.port}"
+        authority = host if url.is_default_port() else f"{host}:{url.port}"
         self._fixed = f"Host: {authority}\r\nAccept-Encoding: gzip, deflate\r\n"
         self._prefix = url.raw_path.rstrip("/")  # a base URL's own path goes before the client's
 
