@@ -5,7 +5,8 @@ Here: the body limit and the in-flight byte budget (`core.inflight`: a body is h
 upstream answered it, per sandbox and in total; a stream that follows holds no body), the
 current token (refreshed first if it is close to expiry), the rewrite, and the relay, which
 masks any known secret an upstream echoes into a body (`core.scrub`, across chunk
-boundaries). A 401 from upstream forces one refresh and one retry. What happened is written into the request's `Exchange`, which becomes its audit line.
+boundaries). A 401 from upstream forces one refresh and one retry. What happened is written
+into the request's `Exchange`, which becomes its audit line.
 """
 
 from __future__ import annotations
