@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from broker.core.menu import ICON_STATES  # noqa: E402
+from broker.tray.menu import ICON_STATES  # noqa: E402
 from broker.tray.icons import app_icon, icon_image  # noqa: E402
 
 

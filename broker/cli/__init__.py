@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from broker import __version__
-from broker.core.errors import BrokerError
+from broker.common.errors import BrokerError
 
 # Subcommand modules (in broker.cli), in the order `--help` lists them, with the commands each
 # registers. Only the module of the command given is imported: a running broker does not keep

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from broker.adapters.autostart import Autostart
+from broker.autostart.writers import Autostart
 from broker.cli.common import config_of
 
 

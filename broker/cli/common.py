@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from broker.adapters import control
-from broker.adapters.configfiles import load_config
-from broker.core.config import Config
-from broker.core.errors import BrokerNotRunning
+from broker.runtime import control_socket
+from broker.config.files import load_config
+from broker.config.settings import Config
+from broker.common.errors import BrokerNotRunning
 
 
 def config_of(args: argparse.Namespace) -> Config:
@@ -18,7 +18,7 @@ def config_of(args: argparse.Namespace) -> Config:
 
 def ask(config: Config, payload: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
     """One control request to the running broker (raises BrokerNotRunning if there is none)."""
-    return control.request(config.control_socket, payload, timeout)
+    return control_socket.request(config.control_socket, payload, timeout)
 
 
 def ask_or_none(config: Config, payload: dict[str, Any]) -> dict[str, Any] | None:

@@ -14,14 +14,14 @@ import json
 import logging
 import sys
 
-from broker.adapters import docker_net, sandbox_config
-from broker.adapters.keystore import KeyStore
+from broker.sandboxes import bridges, claude_dir
+from broker.sandboxes.key_store import KeyStore
 from broker.cli.common import config_of
 from broker.cli.sandbox_cmd import add_config_options, issue
-from broker.core import dockerargs
-from broker.core.config import Config
-from broker.core.errors import BrokerError
-from broker.core.listen import parse_listen
+from broker.sandboxes import engine_args
+from broker.config.settings import Config
+from broker.common.errors import BrokerError
+from broker.config.listen import parse_listen
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     key = p.add_mutually_exclusive_group()
     key.add_argument("--new", action="store_true", help="create sandbox NAME and print its new key")
     key.add_argument("--rotate", action="store_true", help="give sandbox NAME a new key (the old one stops working)")
-    p.add_argument("--format", choices=dockerargs.FORMATS, default="run", help="output format (default: run)")
+    p.add_argument("--format", choices=engine_args.FORMATS, default="run", help="output format (default: run)")
     p.add_argument("--port", type=int, help="the port containers reach the broker on (default: from the config)")
     add_config_options(p)
     p.set_defaults(func=run)
@@ -65,9 +65,9 @@ def run(args: argparse.Namespace) -> int:
     if args.port is not None:
         port = args.port
     else:
-        gateway = docker_net.bridge_gateway(config.docker_bridge)
-        port = dockerargs.sandbox_port(specs, _bound(config), gateway)
-    if sys.platform.startswith("linux") and not dockerargs.reaches_containers(specs):
+        gateway = bridges.bridge_gateway(config.docker_bridge)
+        port = engine_args.sandbox_port(specs, _bound(config), gateway)
+    if sys.platform.startswith("linux") and not engine_args.reaches_containers(specs):
         print("warning: the broker listens on loopback only, which containers of the Linux docker "
               "engine cannot reach; add `docker:PORT` to `listen` (Docker Desktop is fine as is).",
               file=sys.stderr)
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         issue(config, args.name, rotate=args.rotate, workdir=args.workdir, uid=args.uid)
         print(f"sandbox {args.name!r} " + ("has a new key; the old one stops working now."
                                             if args.rotate else "created."), file=sys.stderr)
-    elif not sandbox_config.exists(config.state_dir, args.name):
+    elif not claude_dir.exists(config.state_dir, args.name):
         known = _known(config, args.name)
         raise BrokerError(
             f"sandbox {args.name!r} has no Claude Code config dir yet: " +
@@ -85,10 +85,10 @@ def run(args: argparse.Namespace) -> int:
     elif args.uid is not None or args.workdir:
         raise BrokerError("--uid and --workdir apply with --new or --rotate", title="Sandbox config")
 
-    where = sandbox_config.sandbox_dir(config.state_dir, args.name)
+    where = claude_dir.sandbox_dir(config.state_dir, args.name)
     if args.format == "run" and any(ch.isspace() for ch in str(where)):
         print(f"note: {where} has a space, which a shell's $(...) splits apart: paste the printed line "
               "into your command instead, or use --format compose", file=sys.stderr)
-    wiring = dockerargs.Wiring(dockerargs.base_url(port), str(where.resolve()))
-    sys.stdout.write(dockerargs.render(args.format, wiring, name=args.name))
+    wiring = engine_args.Wiring(engine_args.base_url(port), str(where.resolve()))
+    sys.stdout.write(engine_args.render(args.format, wiring, name=args.name))
     return 0

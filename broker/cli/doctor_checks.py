@@ -11,17 +11,18 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from broker.adapters import control, docker_net, sandbox_config
-from broker.adapters.filesource import FileSource
-from broker.adapters.keystore import KeyStore
-from broker.core.claude_config import CREDENTIALS_FILE
-from broker.core.config import Config
-from broker.core.errors import BrokerError
-from broker.core.keys import match_key
-from broker.core.listen import parse_listen
-from broker.core.profiles import Profile
-from broker.core.source import CredentialSource
-from broker.core.wording import CLAUDE_LOGIN_HINT
+from broker.runtime import control_socket
+from broker.sandboxes import bridges, claude_dir
+from broker.login.file_store import FileSource
+from broker.sandboxes.key_store import KeyStore
+from broker.sandboxes.claude_config import CREDENTIALS_FILE
+from broker.config.settings import Config
+from broker.common.errors import BrokerError
+from broker.sandboxes.keys import match_key
+from broker.config.listen import parse_listen
+from broker.config.profiles import Profile
+from broker.login.sources import CredentialSource
+from broker.common.wording import CLAUDE_LOGIN_HINT
 
 OK, WARN, PROBLEM = "ok", "warning", "problem"
 
@@ -122,7 +123,7 @@ def check_listen(config: Config, gateway: str | None) -> list[Finding]:
 
 def check_running(config: Config) -> tuple[list[Finding], dict | None]:
     try:
-        reply = control.request(config.control_socket, {"op": "status"}, timeout=10)
+        reply = control_socket.request(config.control_socket, {"op": "status"}, timeout=10)
     except BrokerError:
         return [Finding(WARN, "the broker is not running", "start it with `inference-broker run`")], None
     st = reply["status"]
@@ -134,7 +135,7 @@ def check_running(config: Config) -> tuple[list[Finding], dict | None]:
 def check_sandbox_dir(config: Config, name: str, key_hash: str) -> list[Finding]:
     """The sandbox's Claude Code dir: there, private, and holding the sandbox's current key."""
     rotate = f"`inference-broker docker-args {name} --rotate` writes it with a new key"
-    where = sandbox_config.sandbox_dir(config.state_dir, name)
+    where = claude_dir.sandbox_dir(config.state_dir, name)
     if not where.is_dir():
         return [Finding(PROBLEM, f"sandbox {name!r} has no Claude Code dir ({where})", rotate)]
     out = []
@@ -144,7 +145,7 @@ def check_sandbox_dir(config: Config, name: str, key_hash: str) -> list[Finding]
     creds = where / CREDENTIALS_FILE
     if creds.is_file() and stat.S_IMODE(creds.stat().st_mode) & 0o077:
         out.append(Finding(PROBLEM, f"{creds} is readable by other users", f"chmod 600 {creds}"))
-    key = sandbox_config.read_key(config.state_dir, name)
+    key = claude_dir.read_key(config.state_dir, name)
     if key is None or match_key(key, {name: key_hash}) is None:
         what = "holds no key" if key is None else "holds a key that is no longer the sandbox's (rotated since?)"
         out.append(Finding(PROBLEM, f"sandbox {name!r}: its Claude Code dir {what}", rotate))
@@ -183,7 +184,7 @@ def run_checks(config: Config, profile: Profile, sources: list[CredentialSource]
     findings += check_sources(sources, now)
     findings += check_host_locks(sources)
     findings += check_state_dir(config)
-    findings += check_listen(config, docker_net.bridge_gateway(config.docker_bridge))
+    findings += check_listen(config, bridges.bridge_gateway(config.docker_bridge))
     running, status = check_running(config)
     findings += running
     if sandbox:

@@ -6,9 +6,9 @@ import argparse
 import time
 
 from broker.cli.common import config_of
-from broker.adapters.configfiles import profile_for
+from broker.config.files import profile_for
 from broker.cli.doctor_checks import PROBLEM, WARN, as_json, run_checks
-from broker.login_sources import build_sources
+from broker.login.source_setup import build_sources
 
 MARK = {"ok": "ok  ", WARN: "WARN", PROBLEM: "FAIL"}
 

@@ -11,12 +11,12 @@ import argparse
 import getpass
 import sys
 
-from broker.adapters.configfiles import find_profile, profile_dirs
-from broker.adapters.keychain import SecretStore
+from broker.config.files import find_profile, profile_dirs
+from broker.login.keychain_store import SecretStore
 from broker.cli.common import config_of
-from broker.core.errors import BrokerError
-from broker.core.redact import fingerprint
-from broker.login_sources import setup_token_marker, setup_token_store
+from broker.common.errors import BrokerError
+from broker.common.redact import fingerprint
+from broker.login.source_setup import setup_token_marker, setup_token_store
 
 
 def register(sub: argparse._SubParsersAction) -> None:

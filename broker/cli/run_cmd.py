@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from broker.adapters import control
+from broker.runtime import control_socket
 from broker.cli.common import config_of
 
 log = logging.getLogger("broker")
@@ -19,12 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from broker import runner  # noqa: PLC0415 - the service and aiohttp load only for `run`
+    from broker.runtime import runner  # noqa: PLC0415 - the service and aiohttp load only for `run`
 
-    runner.keep_out_libyaml()  # before the config is read (see broker/runner.py)
+    runner.keep_out_libyaml()  # before the config is read (see broker/runtime/runner.py)
     config = config_of(args)
     runner.setup_logging("debug" if args.verbose else config.log_level, config.state_dir / "broker.log")
-    if control.is_running(config.control_socket):
+    if control_socket.is_running(config.control_socket):
         print(f"inference-broker is already running (control socket {config.control_socket}); "
               "use `inference-broker status`", file=sys.stderr)
         return 1

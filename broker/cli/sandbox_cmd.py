@@ -11,13 +11,13 @@ import argparse
 import json
 import sys
 
-from broker.adapters import sandbox_config
-from broker.adapters.keystore import KeyStore
+from broker.sandboxes import claude_dir
+from broker.sandboxes.key_store import KeyStore
 from broker.cli.common import ask_or_none, config_of
-from broker.core.budget import parse_budget
-from broker.core.claude_config import Plan, check_workdir
-from broker.core.config import Config
-from broker.core.errors import BrokerError
+from broker.usage.budget import parse_budget
+from broker.sandboxes.claude_config import Plan, check_workdir
+from broker.config.settings import Config
+from broker.common.errors import BrokerError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -67,8 +67,8 @@ def host_plan(config: Config) -> Plan:
     if reply is not None:
         token = reply["status"].get("token", {})
         return Plan(token.get("subscription_type"), token.get("rate_limit_tier"))
-    from broker.adapters.configfiles import profile_for
-    from broker.login_sources import build_sources
+    from broker.config.files import profile_for
+    from broker.login.source_setup import build_sources
 
     for source in build_sources(config, profile_for(config)):
         try:
@@ -84,14 +84,14 @@ def issue(config: Config, name: str, rotate: bool = False, workdir: str | None =
           uid: int | None = None) -> str:
     """A new key for `name` (created, or rotated), through the broker if it runs, written into
     the sandbox's Claude Code config dir."""
-    sandbox_config.check_uid(uid)  # before the key exists: a refusal leaves nothing behind
+    claude_dir.check_uid(uid)  # before the key exists: a refusal leaves nothing behind
     reply = ask_or_none(config, {"op": "sandbox_rotate" if rotate else "sandbox_add", "name": name})
     if reply is not None:
         key = reply["key"]
     else:
         with KeyStore(config.keystore_path) as store:
             key = store.rotate(name) if rotate else store.add(name)
-    sandbox_config.write(config.state_dir, name, key, host_plan(config), [workdir] if workdir else [], uid)
+    claude_dir.write(config.state_dir, name, key, host_plan(config), [workdir] if workdir else [], uid)
     return key
 
 
@@ -121,7 +121,7 @@ def add(args: argparse.Namespace) -> int:
         set_budget(config, args.name, args.budget)
     print(key)
     print(f"sandbox {args.name!r} created; its Claude Code config (with this key) is in "
-          f"{sandbox_config.sandbox_dir(config.state_dir, args.name)}. `inference-broker docker-args "
+          f"{claude_dir.sandbox_dir(config.state_dir, args.name)}. `inference-broker docker-args "
           f"{args.name}` wires a container to it; other clients take the key as ANTHROPIC_API_KEY.",
           file=sys.stderr)
     return 0
@@ -175,10 +175,10 @@ def revoke(args: argparse.Namespace) -> int:
         return 0
     with KeyStore(config.keystore_path) as store:
         if args.all:
-            sandbox_config.remove_all(config.state_dir)
+            claude_dir.remove_all(config.state_dir)
             print(f"revoked {store.revoke_all()} sandbox key(s)")
         elif store.revoke(args.name):
-            sandbox_config.remove(config.state_dir, args.name)
+            claude_dir.remove(config.state_dir, args.name)
             print(f"revoked {args.name}")
         else:
             print(f"no sandbox named {args.name!r}", file=sys.stderr)

@@ -8,8 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from broker.cli.common import ask_or_none, config_of
-from broker.core.config import Config
-from broker.core.wording import login_hint
+from broker.config.settings import Config
+from broker.common.wording import login_hint
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,10 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def offline_status(config: Config) -> dict[str, Any]:
     """What a broker would see now, when none is running: read the login ourselves."""
-    from broker.adapters.keystore import KeyStore
-    from broker.adapters.configfiles import profile_for
-    from broker.login_sources import build_sources
-    from broker.tokens import TokenManager
+    from broker.sandboxes.key_store import KeyStore
+    from broker.config.files import profile_for
+    from broker.login.source_setup import build_sources
+    from broker.login.token_manager import TokenManager
 
     profile = profile_for(config)
     tokens = TokenManager(build_sources(config, profile), None, config.refresh,

@@ -15,9 +15,9 @@ import sys
 import time
 from typing import Any
 
-from broker.adapters import ledger_query
+from broker.usage import ledger_query
 from broker.cli.common import ask_or_none, config_of
-from broker.core.usage_report import BY, parse_span
+from broker.usage.report import BY, parse_span
 
 FIELDS = ("requests", "input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens",
           "total_tokens", "errors")

@@ -1,1 +1,1 @@
-"""The local dashboard's pages: what the server in `broker.adapters.dashboard` shows."""
+"""The local dashboard's pages: what the server in `broker.dashboard.server` shows."""

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from broker.core.limits import LABELS
-from broker.core.menu import plan_words, proxy_words, token_words
-from broker.core.snapshot import Snapshot
+from broker.usage.plan_limits import LABELS
+from broker.tray.menu import plan_words, proxy_words, token_words
+from broker.status.snapshot import Snapshot
 from broker.dashboard.svg import PALETTE, gauge, stacked_bars
 
 STYLE = """

@@ -10,11 +10,12 @@ import asyncio
 import time
 from typing import Any
 
-from broker.adapters import ledger_query, refresh_log
-from broker.core.actions import Action
-from broker.core.budget import parse_budget
-from broker.core.errors import BrokerError
-from broker.core.usage_report import bucket_seconds
+from broker.usage import ledger_query
+from broker.login import refresh_log
+from broker.status.actions import Action
+from broker.usage.budget import parse_budget
+from broker.common.errors import BrokerError
+from broker.usage.report import bucket_seconds
 from broker.dashboard.page import STYLE, PageData, render
 
 RANGES = {"24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}

@@ -1,4 +1,4 @@
-"""Tray icons drawn from code, one per icon state (see `broker.core.menu.ICON_STATES`).
+"""Tray icons drawn from code, one per icon state (see `broker.tray.menu.ICON_STATES`).
 
 A rounded badge in a colour per state with a white glyph, outlined in a darker shade so it
 reads on light and dark panels alike. Shapes only, no fonts, so every machine draws the same
@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from PIL import Image, ImageDraw
 
-from broker.core.menu import ERROR, ICON_STATES, OK, PAUSED, REFRESHING_ICON, WARNING
+from broker.tray.menu import ERROR, ICON_STATES, OK, PAUSED, REFRESHING_ICON, WARNING
 
 SCALE = 8
 WHITE = (255, 255, 255, 255)

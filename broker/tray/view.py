@@ -3,7 +3,7 @@
 Threads: pystray owns the main thread (macOS requires it); the service lives on an asyncio
 loop in a worker thread. Menu callbacks only schedule work on that loop; the service calls
 back on its loop thread with each new snapshot, and the tray redraws icon, tooltip and menu
-from the pure model in `broker.core.menu`.
+from the pure model in `broker.tray.menu`.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from broker.core.actions import Action
-from broker.core.limit_alerts import alerts
-from broker.adapters.atomic import write_private
-from broker.core.menu import MenuEntry, build_menu, icon_state, status_text, tooltip
-from broker.core.notify import baseline, notification
-from broker.core.snapshot import Snapshot
+from broker.status.actions import Action
+from broker.usage.limit_alerts import alerts
+from broker.common.atomic_files import write_private
+from broker.tray.menu import MenuEntry, build_menu, icon_state, status_text, tooltip
+from broker.tray.notifications import baseline, notification
+from broker.status.snapshot import Snapshot
 from broker.tray.backend import MENU_BACKENDS, _import_pystray, backend_name, icon_class
 from broker.tray.desktop import copy_to_clipboard, open_path, open_with_desktop
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import shlex
 
-from broker.core import dockerargs
+from broker.sandboxes import engine_args
 from tests.e2e.infra.dockerd import DockerDaemon
 
 FETCH = "timeout 5 wget -qO- {url}"  # busybox `wget -T` segfaults; `timeout` bounds it instead
 
 
 def _fetch(dockerd: DockerDaemon, image: str, port: int):
-    url = f"http://{dockerargs.HOST_ALIAS}:{port}/"
+    url = f"http://{engine_args.HOST_ALIAS}:{port}/"
     return dockerd.run(image, ["sh", "-c", FETCH.format(url=shlex.quote(url))],
-                       flags=["--add-host", dockerargs.ADD_HOST], timeout=30)
+                       flags=["--add-host", engine_args.ADD_HOST], timeout=30)
 
 
 def test_container_reaches_server_on_bridge_address(dockerd: DockerDaemon, probe_image: str, serve) -> None:
@@ -34,7 +34,7 @@ def test_container_cannot_reach_loopback_server(dockerd: DockerDaemon, probe_ima
 
 
 def test_host_gateway_is_the_bridge_address(dockerd: DockerDaemon, probe_image: str) -> None:
-    out = dockerd.run(probe_image, ["cat", "/etc/hosts"], flags=["--add-host", dockerargs.ADD_HOST])
+    out = dockerd.run(probe_image, ["cat", "/etc/hosts"], flags=["--add-host", engine_args.ADD_HOST])
     assert f"{dockerd.bridge_ip}\tinference.local" in out.stdout
 
 

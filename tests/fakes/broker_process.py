@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from broker.adapters import control
+from broker.runtime import control_socket
 from tests.fakes.eventually import eventually
 
 REPO = Path(__file__).resolve().parents[2]
@@ -138,7 +138,7 @@ class BrokerProcess:
             self.bound = list(json.loads((self.state_dir / "listen.json").read_text())["listen"])
         except (OSError, ValueError, KeyError):
             return False
-        return len(self.bound) >= len(self.listen) and control.is_running(self.state_dir / "broker.sock")
+        return len(self.bound) >= len(self.listen) and control_socket.is_running(self.state_dir / "broker.sock")
 
     @property
     def port(self) -> int:

@@ -11,10 +11,10 @@ import itertools
 import json
 from typing import Callable
 
-from broker.adapters.oauth import Grant
-from broker.core.credentials import OAuthLogin, parse_login
-from broker.core.errors import RefreshError, SourceUnavailable
-from broker.core.source import CredentialSource, Unwatch
+from broker.login.oauth import Grant
+from broker.login.credentials import OAuthLogin, parse_login
+from broker.common.errors import RefreshError, SourceUnavailable
+from broker.login.sources import CredentialSource, Unwatch
 from tests.fakes.login import claude_login_doc
 
 

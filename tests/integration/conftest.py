@@ -20,8 +20,8 @@ try:  # the HTTP library the anthropic SDK runs on: httpx2 for SDK 2.x, httpx be
 except ImportError:  # pragma: no cover - older SDKs
     import httpx  # type: ignore[no-redef]
 
-from broker.core.config import Config, CredentialSettings, ProxySettings, RefreshSettings, UsageSettings
-from broker.service import Service
+from broker.config.settings import Config, CredentialSettings, ProxySettings, RefreshSettings, UsageSettings
+from broker.runtime.service import Service
 from tests.fakes.login import write_login
 from tests.fakes.token_endpoint import FakeTokenEndpoint
 from tests.fakes.upstream import FakeAnthropic

@@ -9,8 +9,8 @@ import asyncio
 
 import pytest
 
-from broker.access import SandboxAccess
-from broker.adapters.keystore import KeyStore
+from broker.sandboxes.access import SandboxAccess
+from broker.sandboxes.key_store import KeyStore
 
 
 async def held(access: SandboxAccess, name: str, started: asyncio.Event) -> None:

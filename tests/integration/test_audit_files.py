@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.adapters.audit import AuditLog
-from broker.adapters.private import PrivateRotatingHandler, private_dir
+from broker.proxy.audit import AuditLog
+from broker.common.private_files import PrivateRotatingHandler, private_dir
 
 pytestmark = pytest.mark.integration
 

@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 import anthropic
 import pytest
 
-from broker.adapters import control
-from broker.core.redact import fingerprint
+from broker.runtime import control_socket
+from broker.common.redact import fingerprint
 from tests.fakes.broker_process import BrokerProcess
 from tests.fakes.eventually import eventually
 from tests.fakes.login import write_login
@@ -160,7 +160,7 @@ def test_sandbox_streams_through_a_running_broker(running: Running):
     new_access, new_refresh = r.endpoint.issue()
     write_login(r.creds, new_access, new_refresh, time.time() + 8 * 3600)
     sock = r.state / "broker.sock"
-    eventually(lambda: control.request(sock, {"op": "status"})["status"]["token"]["fingerprint"]
+    eventually(lambda: control_socket.request(sock, {"op": "status"})["status"]["token"]["fingerprint"]
              == fingerprint(new_access), 5, "rotated login adopted")
     assert r.status()["token"]["fingerprint"] == fingerprint(new_access)
     with r.sdk(key) as client:
@@ -287,7 +287,7 @@ def test_a_login_near_expiry_is_refreshed_on_schedule_and_written_back(running: 
 def test_a_second_run_says_one_is_running_and_exits(running: Running) -> None:
     second = running.cli("run", "--no-tray", ok=False)
     assert second.returncode == 1 and "already running" in second.stderr
-    assert running.proc.poll() is None and control.is_running(running.state / "broker.sock")
+    assert running.proc.poll() is None and control_socket.is_running(running.state / "broker.sock")
 
 
 def test_a_port_in_use_is_a_clear_error(running: Running, tmp_path: Path) -> None:

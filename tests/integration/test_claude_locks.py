@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from broker.adapters.claude_locks import OWNER_RECORD, HostLocks
-from broker.adapters.lockdir import DirLock, Heartbeat, LockBusy
-from broker.adapters.statx import birthtime_ms
-from broker.core.errors import RefreshError
+from broker.login.claude_locks import OWNER_RECORD, HostLocks
+from broker.login.lockdir import DirLock, Heartbeat, LockBusy
+from broker.login.birth_time import birthtime_ms
+from broker.common.errors import RefreshError
 from tests.fakes.eventually import eventually
 from tests.support import require_tools
 
@@ -181,7 +181,7 @@ def test_stale_locks_are_reported(tmp_path):
 
 
 def test_doctor_reports_a_stale_claude_code_lock(tmp_path):
-    from broker.adapters.filesource import FileSource
+    from broker.login.file_store import FileSource
     from broker.cli.doctor_checks import WARN, check_host_locks
 
     d = tmp_path / "claude"
@@ -195,7 +195,7 @@ def test_doctor_reports_a_stale_claude_code_lock(tmp_path):
 async def test_a_cancelled_wait_leaves_no_lock_behind(tmp_path):
     import asyncio
 
-    from broker.adapters.refresh_lock import held
+    from broker.login.broker_lock import held
 
     d = tmp_path / "claude"
     d.mkdir()

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.adapters.keychain import SecretStore
-from broker.core.redact import fingerprint
+from broker.login.keychain_store import SecretStore
+from broker.common.redact import fingerprint
 from tests.fakes.broker_process import BrokerProcess
 from tests.fakes.login import write_login
 from tests.fakes.threaded import serve_in_thread

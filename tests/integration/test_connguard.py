@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from broker.adapters.connguard import StormFilter
+from broker.proxy.connection_guard import StormFilter
 
 pytestmark = pytest.mark.integration
 
@@ -44,8 +44,8 @@ async def test_the_idle_sweep_sleeps_while_no_connection_is_open():
 
     from aiohttp import web
 
-    from broker.adapters.connguard import ConnectionGuard
-    from broker.core.connections import ConnectionTable
+    from broker.proxy.connection_guard import ConnectionGuard
+    from broker.proxy.connection_limits import ConnectionTable
 
     guard = ConnectionGuard(ConnectionTable(8, header_timeout=0.2, idle_timeout=0.2))
     sweeps = []

@@ -11,8 +11,8 @@ import stat
 
 import pytest
 
-from broker.adapters.control import ControlServer, _tcp_file, request
-from broker.core.errors import BrokerError, BrokerNotRunning
+from broker.runtime.control_socket import ControlServer, _tcp_file, request
+from broker.common.errors import BrokerError, BrokerNotRunning
 
 
 async def echo(req: dict) -> dict:

@@ -15,9 +15,9 @@ from typing import Callable
 
 import pytest
 
-from broker.adapters.filesource import FileSource
-from broker.core.config import RefreshSettings
-from broker.tokens import TokenManager
+from broker.login.file_store import FileSource
+from broker.config.settings import RefreshSettings
+from broker.login.token_manager import TokenManager
 from tests.fakes.login import write_login
 from tests.fakes.clock import FakeClock
 
@@ -79,7 +79,7 @@ async def test_hostile_credentials_keep_the_last_good_token_and_say_why(tmp_path
 
 
 async def test_write_back_never_replaces_a_fifo(tmp_path: Path):
-    from broker.adapters.atomic import write_private
+    from broker.common.atomic_files import write_private
 
     target = tmp_path / "pipe"
     os.mkfifo(target)

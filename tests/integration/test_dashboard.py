@@ -141,9 +141,9 @@ async def test_actions_need_csrf_and_same_origin_then_revoke_works(make_broker):
 async def test_a_taken_dashboard_port_leaves_the_proxy_serving(make_broker, tmp_path):
     import socket
 
-    from broker.core.config import Config
-    from broker.core.errors import BrokerError
-    from broker.service import Service
+    from broker.config.settings import Config
+    from broker.common.errors import BrokerError
+    from broker.runtime.service import Service
 
     b = await make_broker()
     taken = b.service.dashboard.port  # the first broker's dashboard holds it

@@ -13,8 +13,8 @@ import subprocess
 
 import aiohttp
 
-from broker.core.config import Config, CredentialSettings
-from broker.service import Service
+from broker.config.settings import Config, CredentialSettings
+from broker.runtime.service import Service
 from tests.support import require_root, require_tools
 
 
@@ -57,7 +57,7 @@ async def test_a_port_clash_on_the_late_bridge_is_logged(tmp_path, monkeypatch, 
     so it died with no log line and the broker kept running without the address."""
     import socket
 
-    from broker.adapters import docker_net
+    from broker.sandboxes import bridges
 
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))  # another program holds the port on the "bridge" address
@@ -69,14 +69,14 @@ async def test_a_port_clash_on_the_late_bridge_is_logged(tmp_path, monkeypatch, 
         await appeared.wait()
         return "127.0.0.1"
 
-    monkeypatch.setattr(docker_net, "bridge_gateway", lambda name="docker0": None)  # not up at start
-    monkeypatch.setattr(docker_net, "watch_bridge", bridge_appears)
+    monkeypatch.setattr(bridges, "bridge_gateway", lambda name="docker0": None)  # not up at start
+    monkeypatch.setattr(bridges, "watch_bridge", bridge_appears)
     config = Config(listen=("127.0.0.1:0", f"docker:{port}"), state_dir=tmp_path / "state",
                     credentials=CredentialSettings(sources=("file",), file=tmp_path / "none.json"))
     service = Service(config)
     await service.start()
     try:
-        caplog.set_level("ERROR", logger="broker.service")
+        caplog.set_level("ERROR", logger="broker.runtime.service")
         appeared.set()
         (task,) = [t for t in service._tasks if t.get_name() == "docker-bind"]
         await asyncio.wait_for(asyncio.shield(task), 5)  # ends normally, having said why

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import pytest
 
-from broker.adapters import docker_net
+from broker.sandboxes import bridges
 from tests.support import require_root, require_tools
 
 # Captured from `ip -j -4 addr show dev docker0` (iproute2 6.1) with dockerd running.
@@ -39,7 +39,7 @@ NO_ADDR = '[{"ifindex":7,"ifname":"br0","flags":["BROADCAST","MULTICAST"],"addr_
     ],
 )
 def test_parse_ip_addr_json(text: str, expected: str | None) -> None:
-    assert docker_net.parse_ip_addr_json(text) == expected
+    assert bridges.parse_ip_addr_json(text) == expected
 
 
 _names = itertools.count()
@@ -69,15 +69,15 @@ def _create(name: str, address: str) -> None:
 
 def test_missing_bridge_is_none(bridge: tuple[str, str]) -> None:
     name, _ = bridge
-    assert docker_net.bridge_gateway(name) is None
-    assert docker_net._via_ioctl(name) is None
+    assert bridges.bridge_gateway(name) is None
+    assert bridges._via_ioctl(name) is None
 
 
 def test_real_bridge_found_by_ip_and_ioctl(bridge: tuple[str, str]) -> None:
     name, address = bridge
     _create(name, address)
-    assert docker_net.bridge_gateway(name) == address
-    assert docker_net._via_ioctl(name) == address
+    assert bridges.bridge_gateway(name) == address
+    assert bridges._via_ioctl(name) == address
 
 
 async def test_watch_bridge_returns_once_it_appears(bridge: tuple[str, str]) -> None:
@@ -89,21 +89,21 @@ async def test_watch_bridge_returns_once_it_appears(bridge: tuple[str, str]) -> 
         probes += 1
         if probes == 2:  # appears between the first and second look
             _create(name, address)
-        return docker_net.bridge_gateway(n)
+        return bridges.bridge_gateway(n)
 
-    result = await asyncio.wait_for(docker_net.watch_bridge(interval=0.01, name=name, probe=probe), timeout=10)
+    result = await asyncio.wait_for(bridges.watch_bridge(interval=0.01, name=name, probe=probe), timeout=10)
     assert result == address and probes == 2
 
 
 async def test_watch_bridge_returns_an_address_already_there(bridge: tuple[str, str]) -> None:
     name, address = bridge
     _create(name, address)
-    assert await asyncio.wait_for(docker_net.watch_bridge(name=name, interval=0.01), timeout=10) == address
+    assert await asyncio.wait_for(bridges.watch_bridge(name=name, interval=0.01), timeout=10) == address
 
 
 async def test_watch_bridge_can_be_cancelled(bridge: tuple[str, str]) -> None:
     name, _ = bridge
-    task = asyncio.create_task(docker_net.watch_bridge(interval=0.01, name=name))
+    task = asyncio.create_task(bridges.watch_bridge(interval=0.01, name=name))
     await asyncio.sleep(0.05)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -15,7 +15,7 @@ import aiohttp
 import anthropic
 import pytest
 
-from broker.core.usage import SSEUsageTracker, usage_from_json
+from broker.usage.reply_usage import SSEUsageTracker, usage_from_json
 from tests.fakes.threaded import serve_in_thread
 from tests.fakes.upstream import OAUTH_BETA, FakeAnthropic
 

@@ -26,9 +26,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from broker.adapters.claude_locks import OWNER_RECORD, HostLocks
-from broker.core.config import Config, CredentialSettings, RefreshSettings
-from broker.service import Service
+from broker.login.claude_locks import OWNER_RECORD, HostLocks
+from broker.config.settings import Config, CredentialSettings, RefreshSettings
+from broker.runtime.service import Service
 from tests import hosttools
 from tests.fakes.login import write_login
 from tests.fakes.anthropic_site import FakeSite

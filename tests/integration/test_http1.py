@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from broker.adapters.http1 import Client
+from broker.proxy.http1 import Client
 
 
 async def read(reply) -> bytes:  # noqa: ANN001 - http1.Reply

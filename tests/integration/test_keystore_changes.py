@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from broker.adapters.keystore import KeyStore
+from broker.sandboxes.key_store import KeyStore
 
 
 def test_may_have_changed_follows_commits_from_another_connection(tmp_path: Path) -> None:

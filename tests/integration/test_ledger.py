@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from broker.adapters import ledger_query
-from broker.adapters.ledger import SCHEMA_VERSION, Ledger, LedgerError, connect
-from broker.core.usage_report import UsageRecord
+from broker.usage import ledger_query
+from broker.usage.ledger import SCHEMA_VERSION, Ledger, LedgerError, connect
+from broker.usage.report import UsageRecord
 from tests.support import require_root
 
 NOW = 1_800_000_000.0
@@ -123,7 +123,7 @@ def test_a_locked_database_loses_the_batch_not_the_caller(tmp_path: Path, caplog
     holder.execute("BEGIN EXCLUSIVE")
     ledger = Ledger(path, busy_timeout=0.05)
     ledger.start()
-    with caplog.at_level(logging.ERROR, "broker.adapters.ledger"):
+    with caplog.at_level(logging.ERROR, "broker.usage.ledger"):
         ledger.record(rec())  # returns at once: the writer thread meets the lock
         assert ledger.flush()
     assert ledger.stats.dropped == 1 and "locked" in (ledger.stats.last_error or "")

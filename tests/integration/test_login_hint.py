@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from broker.adapters.configfiles import profile_for
-from broker.core.config import Config
-from broker.core.menu import build_menu, tooltip
-from broker.core.notify import notification
-from broker.core.snapshot import SIGNED_OUT, VALID, TokenStatus
+from broker.config.files import profile_for
+from broker.config.settings import Config
+from broker.tray.menu import build_menu, tooltip
+from broker.tray.notifications import notification
+from broker.status.snapshot import SIGNED_OUT, VALID, TokenStatus
 from broker.dashboard.views import DashboardViews
-from broker.service import Service
+from broker.runtime.service import Service
 from tests.secret_service import secret_service
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.adapters.keychain import KeychainSource, SecretStore
+from broker.login.keychain_store import KeychainSource, SecretStore
 from tests.fakes.login import claude_login_doc
 
 FAKE_SECURITY = r'''#!PYTHON
@@ -111,8 +111,8 @@ def test_quoting_survives_odd_service_names(security):
 
 
 def test_keychain_write_back_is_a_compare_and_swap_under_claude_codes_locks(security, tmp_path):
-    from broker.adapters.claude_locks import HostLocks
-    from broker.core import writeback as wb
+    from broker.login.claude_locks import HostLocks
+    from broker.login import writeback as wb
 
     script, store, argv = security
     access, refresh = "sk-ant-oat01-" + "q" * 40, "sk-ant-ort01-" + "r" * 40

@@ -19,8 +19,8 @@ import anthropic
 import pytest
 from anthropic._constants import ANTHROPIC_API_VERSION as SDK_API_VERSION
 
-from broker.adapters.keystore import KeyStore
-from broker.core.actions import Action
+from broker.sandboxes.key_store import KeyStore
+from broker.status.actions import Action
 from tests.integration.conftest import (
     AsyncRecordingTransport,
     Broker,
@@ -216,7 +216,7 @@ async def test_unreachable_upstream_is_a_502_in_anthropic_shape(make_broker):
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
     assert b.service.proxy is not None
-    from broker.adapters.http1 import Client
+    from broker.proxy.http1 import Client
 
     b.service.proxy.upstream.client = Client(f"http://127.0.0.1:{closed}")
     status, _, data = await call(b, key=key)

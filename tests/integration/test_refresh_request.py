@@ -13,11 +13,11 @@ import time
 
 import pytest
 
-from broker.adapters.filesource import FileSource
-from broker.adapters.oauth import OAuthRefresher, scope_string
-from broker.core.config import RefreshSettings
-from broker.adapters.configfiles import builtin_profile_dir, find_profile
-from broker.tokens import TokenManager
+from broker.login.file_store import FileSource
+from broker.login.oauth import OAuthRefresher, scope_string
+from broker.config.settings import RefreshSettings
+from broker.config.files import builtin_profile_dir, find_profile
+from broker.login.token_manager import TokenManager
 from tests.fakes.login import write_login
 
 pytestmark = pytest.mark.integration

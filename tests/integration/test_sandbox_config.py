@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from broker.adapters import sandbox_config as sc
+from broker.sandboxes import claude_dir as sc
 from broker.cli import main
-from broker.core import claude_config as cc
+from broker.sandboxes import claude_config as cc
 from tests.support import require_root
 
 KEY, KEY2 = "sk-ib-" + "a" * 43, "sk-ib-" + "b" * 43
@@ -129,7 +129,7 @@ def test_cli_add_and_revoke_without_a_broker(tmp_path: Path, capsys) -> None:
 
 
 async def test_running_broker_removes_the_dir_on_revoke(make_broker) -> None:
-    from broker.core.actions import Action
+    from broker.status.actions import Action
 
     b = await make_broker()
     state = b.service.config.state_dir

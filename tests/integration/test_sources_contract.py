@@ -12,12 +12,12 @@ import time
 
 import pytest
 
-from broker.adapters.claude_locks import STORAGE_LOCK, HostLocks
-from broker.adapters.filesource import FileSource
-from broker.adapters.keychain import KeychainSource, KeyringSecretSource, SecretStore, claude_keychain_service
-from broker.core.credentials import parse_login, serialize_login
-from broker.core import writeback as wb
-from broker.core.errors import CredentialsError, RefreshError
+from broker.login.claude_locks import STORAGE_LOCK, HostLocks
+from broker.login.file_store import FileSource
+from broker.login.keychain_store import KeychainSource, KeyringSecretSource, SecretStore, claude_keychain_service
+from broker.login.credentials import parse_login, serialize_login
+from broker.login import writeback as wb
+from broker.common.errors import CredentialsError, RefreshError
 from tests.fakes.login import claude_login_doc
 from tests.secret_service import secret_service
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from broker.adapters.filesource import FileSource
-from broker.adapters.oauth import OAuthRefresher
-from broker.core import snapshot as s
-from broker.core.config import RefreshSettings
-from broker.core.errors import NotLoggedIn
-from broker.tokens import TokenManager
+from broker.login.file_store import FileSource
+from broker.login.oauth import OAuthRefresher
+from broker.status import snapshot as s
+from broker.config.settings import RefreshSettings
+from broker.common.errors import NotLoggedIn
+from broker.login.token_manager import TokenManager
 from tests.fakes.clock import FakeClock
 from tests.fakes.eventually import eventually_async
 from tests.fakes.login import UNKNOWN_FIELDS, write_login

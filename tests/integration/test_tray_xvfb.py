@@ -2,7 +2,7 @@
 
 Xvfb, a private session bus and a tray host (trayer) stand in for a desktop. The first test
 runs the tray glue (`broker.tray.run_tray`) over a small in-test service on a real asyncio
-loop thread, exactly as `broker.runner` runs it, so every menu click can be checked against
+loop thread, exactly as `broker.runtime.runner` runs it, so every menu click can be checked against
 the action it sends. The second runs the real `inference-broker run` and proves the clicks
 change the broker's state through its own CLI.
 
@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parents[2]
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
 
-from broker.core.actions import Action  # noqa: E402
-from broker.core.menu import MenuEntry, build_menu  # noqa: E402
-from broker.core.snapshot import VALID, ProxyStatus, SandboxInfo, Snapshot, TokenStatus  # noqa: E402
+from broker.status.actions import Action  # noqa: E402
+from broker.tray.menu import MenuEntry, build_menu  # noqa: E402
+from broker.status.snapshot import VALID, ProxyStatus, SandboxInfo, Snapshot, TokenStatus  # noqa: E402
 
 ARTIFACTS = ROOT / "test-artifacts"
 APP_CLASS = "inference-broker"  # the icon window's WM_CLASS: pystray's icon name
@@ -127,7 +127,7 @@ class StandInService:
 
 
 def stand_in_main(state_dir: Path) -> int:
-    """Run the tray over a stand-in service the way broker.runner does: loop in a worker thread,
+    """Run the tray over a stand-in service the way broker.runtime.runner does: loop in a worker thread,
     tray on the main thread. stdin lines `token STATE` / `paused 0|1` change the state."""
     import logging
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from aiohttp import web
 
-from broker.adapters.upstream import Upstream
+from broker.proxy.upstream import Upstream
 
 
 def paced_app(pauses: list[float]) -> web.Application:

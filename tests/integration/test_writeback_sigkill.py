@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.adapters.claude_locks import OWNER_RECORD, HostLocks
-from broker.adapters.filesource import FileSource
+from broker.login.claude_locks import OWNER_RECORD, HostLocks
+from broker.login.file_store import FileSource
 from tests.fakes.login import UNKNOWN_FIELDS, write_login
 
 pytestmark = pytest.mark.integration

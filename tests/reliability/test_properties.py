@@ -12,9 +12,9 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker.core.credentials import OAUTH_KEY, OAuthLogin, parse_login, serialize_login
-from broker.core.errors import CredentialsError
-from broker.core.headers import rewrite_request_headers
+from broker.login.credentials import OAUTH_KEY, OAuthLogin, parse_login, serialize_login
+from broker.common.errors import CredentialsError
+from broker.proxy.headers import rewrite_request_headers
 
 OAUTH_BETA = "oauth-2025-04-20"
 KEY = "sk-ib-" + "K" * 43

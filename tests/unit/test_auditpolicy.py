@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from broker.core.auditpolicy import MAX_FIELD, AuditBudget, bound_entry, bound_text
+from broker.proxy.audit_policy import MAX_FIELD, AuditBudget, bound_entry, bound_text
 
 
 def test_long_fields_are_cut_and_say_by_how_much():

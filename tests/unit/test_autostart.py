@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from broker import __version__
-from broker.adapters.autostart import (
+from broker.autostart.writers import (
     LABEL,
     Autostart,
     AutostartError,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from broker.core.budget import BUCKET, Budget, BudgetBook, BudgetError, decide, parse_budget
-from broker.core.limits import PlanLimits, Window
+from broker.usage.budget import BUCKET, Budget, BudgetBook, BudgetError, decide, parse_budget
+from broker.usage.plan_limits import PlanLimits, Window
 
 NOW = 1_800_000_000.0  # a whole minute
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from broker.core import claude_config as cc
-from broker.core.errors import BrokerError
+from broker.sandboxes import claude_config as cc
+from broker.common.errors import BrokerError
 
 KEY = "sk-ib-" + "k" * 43
 

@@ -1,6 +1,6 @@
 import pytest
 
-from broker.core.clients import client_product
+from broker.usage.clients import client_product
 
 
 @pytest.mark.parametrize("ua, product", [

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from broker.core import clock as clock_mod
-from broker.core.clock import SystemClock
+from broker.common import clock as clock_mod
+from broker.common.clock import SystemClock
 
 
 async def test_sleep_until_wakes_when_the_wall_clock_jumps_past_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from broker.adapters.configfiles import load_config
-from broker.core.config import DEFAULT_LISTEN, parse_config
-from broker.core.errors import ConfigError
+from broker.config.files import load_config
+from broker.config.settings import DEFAULT_LISTEN, parse_config
+from broker.common.errors import ConfigError
 
 
 def test_empty_file_means_defaults():
@@ -59,8 +59,8 @@ def test_missing_default_file_is_fine_but_missing_explicit_file_is_not(tmp_path)
 
 
 def test_usage_settings():
-    from broker.core.config import parse_config
-    from broker.core.errors import ConfigError
+    from broker.config.settings import parse_config
+    from broker.common.errors import ConfigError
 
     c = parse_config("usage: {retention_days: 30, stop_at_percent: 90}", "c.yaml")
     assert c.usage.retention_days == 30 and c.usage.stop_at_percent == 90.0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from broker.core.connections import ConnectionTable
-from broker.core.inflight import InflightBytes
+from broker.proxy.connection_limits import ConnectionTable
+from broker.proxy.inflight import InflightBytes
 
 
 def test_at_the_cap_the_oldest_idle_unauthenticated_connection_makes_room():

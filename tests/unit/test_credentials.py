@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from broker.core.credentials import parse_login, serialize_login
-from broker.core.errors import CredentialsError
+from broker.login.credentials import parse_login, serialize_login
+from broker.common.errors import CredentialsError
 from tests.fakes.login import UNKNOWN_FIELDS, claude_login_doc
 
 ACCESS, REFRESH = "sk-ant-oat01-" + "a" * 40, "sk-ant-ort01-" + "b" * 40

@@ -1,6 +1,6 @@
 """Dashboard access rules, with the clock passed in."""
 
-from broker.core.dashboard_auth import MAX_SESSIONS, DashboardAuth, csrf_ok, host_ok, origin_ok
+from broker.dashboard.auth import MAX_SESSIONS, DashboardAuth, csrf_ok, host_ok, origin_ok
 
 NOW = 1_800_000_000.0
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from broker.adapters.keystore import KeyStore
+from broker.sandboxes.key_store import KeyStore
 from broker.cli import main
-from broker.core import dockerargs as da
-from broker.core.keys import hash_key
-from broker.core.errors import ConfigError
-from broker.core.listen import parse_listen
+from broker.sandboxes import engine_args as da
+from broker.sandboxes.keys import hash_key
+from broker.common.errors import ConfigError
+from broker.config.listen import parse_listen
 
 URL = "http://inference.local:8765"
 DIR = "/home/me/.local/state/inference-broker/sandboxes/box$1"  # a `$` on purpose

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker.core.guards import (
+from broker.proxy.guards import (
     Refusal,
     check_body_size,
     check_host,

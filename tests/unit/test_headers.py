@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker.core.headers import (
+from broker.proxy.headers import (
     HOP_BY_HOP,
     merge_list_header,
     rewrite_request_headers,

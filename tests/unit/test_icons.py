@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from broker.core.menu import ICON_STATES
+from broker.tray.menu import ICON_STATES
 from broker.tray.icons import app_icon, icon_image
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from broker.core.keys import KEY_PREFIX, extract_key, generate_key, hash_key, looks_like_key, match_key
+from broker.sandboxes.keys import KEY_PREFIX, extract_key, generate_key, hash_key, looks_like_key, match_key
 
 K1 = "sk-ib-" + "a" * 43
 K2 = "sk-ib-" + "b" * 43
@@ -41,7 +41,7 @@ def test_match_key(presented, expected):
 
 
 def test_match_key_checks_every_entry(monkeypatch):
-    import broker.core.keys as keys
+    import broker.sandboxes.keys as keys
 
     calls = []
     real = keys.hmac.compare_digest

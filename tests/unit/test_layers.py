@@ -18,26 +18,26 @@ PACKAGE = ROOT / "broker"
 LAYERS = [
     ("broker.core.", 0),
     ("broker.adapters.", 1),
-    ("broker.tokens", 2),
-    ("broker.refresh_steps", 2),
-    ("broker.token_events", 2),
-    ("broker.access", 2),
-    ("broker.sandbox_wiring", 2),
-    ("broker.login_sources", 2),
-    ("broker.plan_watch", 2),
-    ("broker.metering", 2),
-    ("broker.control_ops", 3),
+    ("broker.login.token_manager", 2),
+    ("broker.login.refresh_steps", 2),
+    ("broker.login.token_events", 2),
+    ("broker.sandboxes.access", 2),
+    ("broker.sandboxes.wiring", 2),
+    ("broker.login.source_setup", 2),
+    ("broker.usage.plan_watch", 2),
+    ("broker.usage.accounting", 2),
+    ("broker.runtime.control_ops", 3),
     ("broker.dashboard", 2),  # the dashboard's pages: app level, they read the service
-    ("broker.service", 3),
+    ("broker.runtime.service", 3),
     ("broker.tray", 4),
-    ("broker.runner", 5),
+    ("broker.runtime.runner", 5),
     ("broker.cli", 6),
     ("broker.__main__", 6),
     ("broker", 0),  # the package itself: __version__
 ]
 CORE_FORBIDDEN = ("aiohttp", "pystray", "keyring", "watchdog", "sqlite3", "subprocess", "PIL", "filelock", "asyncio")
 MAX_LINES = 300
-CORE_EXEMPT = {"broker.core.clock": {"asyncio"}}  # SystemClock's sleeps: the only awaitables in core
+CORE_EXEMPT = {"broker.common.clock": {"asyncio"}}  # SystemClock's sleeps: the only awaitables in core
 OVERSIZE_ALLOWED: set[str] = set()
 
 
@@ -63,7 +63,7 @@ def imports(path: Path) -> list[str]:
             found += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.append(node.module)
-            # `from broker import runner` imports the module broker.runner
+            # `from broker import runner` imports the module broker.runtime.runner
             if node.module == "broker":
                 found += [f"broker.{a.name}" for a in node.names
                           if (PACKAGE / f"{a.name}.py").exists() or (PACKAGE / a.name).is_dir()]

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from broker.core import limit_alerts
-from broker.core.limits import PlanLimits, Window, combine, from_headers, from_usage
+from broker.usage import limit_alerts
+from broker.usage.plan_limits import PlanLimits, Window, combine, from_headers, from_usage
 
 NOW = 1_800_000_000.0
 P = "anthropic-ratelimit-unified-"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from broker.core.config import DEFAULT_LISTEN
-from broker.core.errors import ConfigError
-from broker.core.listen import ListenSpec, parse_listen, resolve_listen
+from broker.config.settings import DEFAULT_LISTEN
+from broker.common.errors import ConfigError
+from broker.config.listen import ListenSpec, parse_listen, resolve_listen
 
 
 @pytest.mark.parametrize(

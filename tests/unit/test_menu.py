@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from broker.core.actions import Action
-from broker.core.menu import (
+from broker.status.actions import Action
+from broker.tray.menu import (
     ERROR,
     ICON_STATES,
     NO_SANDBOXES,
@@ -22,7 +22,7 @@ from broker.core.menu import (
     token_words,
     tooltip,
 )
-from broker.core.snapshot import (
+from broker.status.snapshot import (
     EXPIRED,
     EXPIRING,
     REFRESHING,
@@ -194,7 +194,7 @@ def test_tooltip_is_bounded() -> None:
 
 
 def test_status_text_has_the_menus_words_without_its_actions() -> None:
-    from broker.core.menu import NO_MENU_HINT, status_text
+    from broker.tray.menu import NO_MENU_HINT, status_text
 
     text = status_text(snap(sandboxes=2, subscription_type="max"))
     lines = text.splitlines()
@@ -208,7 +208,7 @@ def test_status_text_has_the_menus_words_without_its_actions() -> None:
 def test_plan_limits_show_under_the_proxy_line(monkeypatch: pytest.MonkeyPatch) -> None:
     import time as _time
 
-    from broker.core.limits import PlanLimits, Window
+    from broker.usage.plan_limits import PlanLimits, Window
 
     monkeypatch.setenv("TZ", "UTC")
     _time.tzset()

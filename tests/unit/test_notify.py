@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from broker.core.notify import baseline, notification
-from broker.core.snapshot import EXPIRED, EXPIRING, REFRESHING, SIGNED_OUT, VALID, ProxyStatus, Snapshot, TokenStatus
+from broker.tray.notifications import baseline, notification
+from broker.status.snapshot import EXPIRED, EXPIRING, REFRESHING, SIGNED_OUT, VALID, ProxyStatus, Snapshot, TokenStatus
 
 NOW = 1_750_000_000.0
 

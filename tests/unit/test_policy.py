@@ -1,8 +1,8 @@
 import pytest
 
-from broker.core import snapshot as s
-from broker.core.config import RefreshSettings
-from broker.core.policy import Facts, backoff_delay, refresh_due_at, token_state
+from broker.status import snapshot as s
+from broker.config.settings import RefreshSettings
+from broker.login.refresh_timing import Facts, backoff_delay, refresh_due_at, token_state
 
 R = RefreshSettings()
 

@@ -1,8 +1,8 @@
 import pytest
 
-from broker.core.errors import ProfileError
-from broker.adapters.configfiles import builtin_profile_dir, find_profile
-from broker.core.profiles import parse_profile
+from broker.common.errors import ProfileError
+from broker.config.files import builtin_profile_dir, find_profile
+from broker.config.profiles import parse_profile
 
 
 def test_builtin_profiles_load_and_alias_works():

@@ -1,6 +1,6 @@
 import logging
 
-from broker.core.redact import RedactingFilter, SecretRegistry, fingerprint
+from broker.common.redact import RedactingFilter, SecretRegistry, fingerprint
 
 
 def test_fingerprint_is_short_and_stable():
@@ -38,9 +38,9 @@ def test_filter_scrubs_patterns_registered_secrets_and_tracebacks():
 # -- reasons: scrubbed where they are made and again where they are shown ----------------------
 
 def test_a_refresh_reason_never_carries_a_known_token_even_cut_short():
-    from broker.core.errors import RefreshError
-    from broker.core.redact import REGISTRY
-    from broker.core.snapshot import TokenStatus
+    from broker.common.errors import RefreshError
+    from broker.common.redact import REGISTRY
+    from broker.status.snapshot import TokenStatus
 
     secret = "refresh-tok-" + "Q" * 60  # no known pattern: only the registry knows it
     REGISTRY.add(secret)

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from broker.core import reqbody
-from broker.core.reqbody import looks_like_object, request_model
+from broker.proxy import request_body
+from broker.proxy.request_body import looks_like_object, request_model
 
 TOOLS = [{"name": f"t{i}", "description": "line\nnext \u2014 \"quoted\"", "input_schema": {"type": "object"}}
          for i in range(50)]
@@ -39,7 +39,7 @@ def test_same_answer_as_a_full_parse(doc: dict, indent: int | None) -> None:
 
 def test_model_first_is_read_without_parsing_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
     parses: list[bytes] = []
-    monkeypatch.setattr(reqbody, "_parsed", lambda body: parses.append(body) or (True, None))
+    monkeypatch.setattr(request_body, "_parsed", lambda body: parses.append(body) or (True, None))
     body = json.dumps({"model": "claude-opus-4-8", "messages": [], "tools": TOOLS}).encode()
     assert request_model(body) == (True, "claude-opus-4-8")
     assert request_model(b'{"max_tokens": 1, "stream": false, "model": "m"}') == (True, "m")

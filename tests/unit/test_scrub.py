@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.core.scrub import StreamScrubber, mask_for
+from broker.proxy.scrub import StreamScrubber, mask_for
 
 TOKEN = b"sk-ant-oat01-" + b"A" * 20 + b"xyz"
 KEY = b"sk-ib-sandboxkey-0123456789"

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from broker.adapters.autostart import Autostart
-from broker.adapters.configfiles import default_config_path, load_config
+from broker.autostart.writers import Autostart
+from broker.config.files import default_config_path, load_config
 from broker.cli import main
-from broker.core.actions import Action
-from broker.core.config import Config
-from broker.service import Service
+from broker.status.actions import Action
+from broker.config.settings import Config
+from broker.runtime.service import Service
 
 
 def test_login_item_names_a_non_default_config(tmp_path):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from broker.adapters.configfiles import builtin_profile_dir, find_profile
-from broker.core.config import Config, CredentialSettings
-from broker.core.source import source_order
+from broker.config.files import builtin_profile_dir, find_profile
+from broker.config.settings import Config, CredentialSettings
+from broker.login.sources import source_order
 
 OAUTH = find_profile("anthropic-oauth", [builtin_profile_dir()])
 KEY = find_profile("anthropic", [builtin_profile_dir()])

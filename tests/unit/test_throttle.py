@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker.core.throttle import FailureThrottle
+from broker.proxy.throttle import FailureThrottle
 
 
 def fail(t: FailureThrottle, peer: str, n: int, now: float = 0.0) -> list[float | None]:

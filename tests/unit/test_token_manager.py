@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from broker.core import snapshot as s
-from broker.core.config import RefreshSettings
-from broker.core.errors import NotLoggedIn, RefreshError
-from broker.tokens import TokenManager
+from broker.status import snapshot as s
+from broker.config.settings import RefreshSettings
+from broker.common.errors import NotLoggedIn, RefreshError
+from broker.login.token_manager import TokenManager
 from tests.fakes.clock import FakeClock
 from tests.fakes.eventually import eventually_async
 from tests.fakes.memory import MemoryRefresher, MemoryStore

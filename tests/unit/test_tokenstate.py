@@ -2,9 +2,9 @@
 
 import pytest
 
-from broker.core import tokenstate as ts
-from broker.core.config import RefreshSettings
-from broker.core.credentials import OAuthLogin
+from broker.login import token_state as ts
+from broker.config.settings import RefreshSettings
+from broker.login.credentials import OAuthLogin
 
 R = RefreshSettings()
 NOW = 1_000_000.0

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from broker.core.usage import MAX_EVENT_BYTES, SSEUsageTracker, Usage, plan_limits, usage_from_json
+from broker.usage.reply_usage import MAX_EVENT_BYTES, SSEUsageTracker, Usage, plan_limits, usage_from_json
 
 
 def sse(kind: str, data: dict, sep: str = "\n") -> bytes:
@@ -226,7 +226,7 @@ def test_plan_limits():
 
 
 def test_only_usage_events_are_parsed(monkeypatch):
-    import broker.core.usage as usage_mod
+    import broker.usage.reply_usage as usage_mod
 
     parsed: list[bytes] = []
     real = usage_mod.json.loads
@@ -248,7 +248,7 @@ def test_usage_named_only_in_data_under_another_event_name():
 
 @pytest.mark.parametrize("sep", ["\n", "\r\n"])
 def test_a_whole_stream_in_one_chunk_parses_two_events(monkeypatch, sep):
-    import broker.core.usage as usage_mod
+    import broker.usage.reply_usage as usage_mod
 
     parsed: list[bytes] = []
     real = usage_mod.json.loads

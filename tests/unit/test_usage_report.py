@@ -1,6 +1,6 @@
 import pytest
 
-from broker.core.usage_report import UsageQueryError, UsageRecord, bucket_seconds, check_by, parse_span
+from broker.usage.report import UsageQueryError, UsageRecord, bucket_seconds, check_by, parse_span
 
 
 @pytest.mark.parametrize("text, seconds", [("7d", 604800), ("90m", 5400), ("5h", 18000), ("2w", 1209600),

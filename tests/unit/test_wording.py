@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker.core.wording import CLAUDE_LOGIN_HINT, ago_words, duration_words, login_hint
+from broker.common.wording import CLAUDE_LOGIN_HINT, ago_words, duration_words, login_hint
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,8 @@
 
 import json
 
-from broker.core import writeback as wb
-from broker.core.credentials import OAuthLogin, parse_login
+from broker.login import writeback as wb
+from broker.login.credentials import OAuthLogin, parse_login
 from tests.fakes.login import claude_login_doc
 
 BASE_DOC = claude_login_doc("a1", "r1", 1_000_000)

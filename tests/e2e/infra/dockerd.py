@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import IO, Iterable, Sequence
 
-from broker.adapters.docker_net import bridge_gateway
+from broker.sandboxes.bridges import bridge_gateway
 from tests.e2e.infra.paths import cache_dir, short_tmp
 
 log = logging.getLogger(__name__)

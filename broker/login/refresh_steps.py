@@ -1,0 +1,118 @@
+"""One refresh, step by step, under the broker's lock and Claude Code's.
+
+Each step is named for what it does: take the locks, adopt a pair someone else rotated,
+spend the refresh token, compare-and-swap the new pair into the store, act on a failure.
+The token manager (broker/login/token_manager.py) runs one `RefreshSteps` per refresh and owns the state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from broker.login.broker_lock import BrokerLock, held
+from broker.login import token_state as ts
+from broker.login import writeback as wb
+from broker.login.credentials import OAuthLogin, same_tokens
+from broker.common.errors import BrokerError, CredentialsError, RefreshError, SourceUnavailable
+from broker.common.redact import REGISTRY
+from broker.login.sources import CredentialSource
+
+if TYPE_CHECKING:
+    from broker.login.token_manager import TokenManager
+
+log = logging.getLogger(__name__)
+
+
+class RefreshSteps:
+    def __init__(self, manager: "TokenManager", trigger: str) -> None:
+        self.m, self.trigger = manager, trigger
+
+    async def run(self, source: CredentialSource) -> None:
+        try:
+            async with BrokerLock(self.m.lock_path):
+                async with held(lambda cancel: source.refresh_lock(cancel=cancel)):
+                    if await self.adopt_if_rotated_elsewhere(self.trigger):
+                        return
+                    await self.spend_refresh_token(source)
+        except RefreshError as exc:  # a lock could not be had
+            await self.after_failure(exc)
+
+    async def adopt_if_rotated_elsewhere(self, trigger: str) -> bool:
+        """Re-read the store: the host's Claude Code (or another broker) may have rotated it."""
+        source = self.m.source
+        if source is None:
+            return False
+        try:
+            fresh = await asyncio.to_thread(source.load)
+        except (CredentialsError, SourceUnavailable) as exc:
+            self.m.state = replace(self.m.state, load_error=exc.message)
+            return False
+        if fresh is None and self.m.state.login is not None:
+            self.m.forget_removed_login(trigger)  # removed on the host: sign out, don't write back
+            return True
+        if fresh is not None and ts.rotated_elsewhere(self.m.state.login, fresh):
+            self.m.adopt(fresh, source, "adopted", f"{trigger}, rotated elsewhere")
+            return True
+        return False
+
+    async def spend_refresh_token(self, source: CredentialSource) -> None:
+        """The one call that spends the refresh token; its result is written back before use."""
+        current = self.m.state.login
+        if current is None or not current.refresh_token:
+            self.m.state = replace(self.m.state, last_error="the login has no refresh token" if current else None)
+            return
+        assert self.m.refresher is not None
+        try:
+            grant = await self.m.refresher.refresh(current.refresh_token, current.scopes)
+        except RefreshError as exc:
+            await self.after_failure(exc)
+            return
+        expires = self.m.clock.time() + grant.expires_in if grant.expires_in else None
+        new = current.rotated(grant.access_token, grant.refresh_token, expires, grant.scopes or None)
+        REGISTRY.add(new.access_token, new.refresh_token)
+        await self.write_back(source, current, new)
+
+    async def write_back(self, source: CredentialSource, base: OAuthLogin, new: OAuthLogin,
+                         outcome: str = "refreshed") -> None:
+        """Compare-and-swap the new pair into the store, then act on what the store held."""
+        try:
+            decision = await asyncio.to_thread(source.write_back, base, new)
+        except (BrokerError, OSError, NotImplementedError) as exc:
+            # Keep the pair in memory (it is the only valid one now) and retry the write.
+            if not same_tokens(new, self.m.state.login):
+                self.m.adopt(new, source, outcome, self.trigger, refreshed=True)
+            self.m.state = ts.save_failed(self.m.state, base, self.m.settings, self.m.clock.time())
+            log.error("could not write the rotated token back to %s (%s); the host's Claude Code may need "
+                      "`claude /login`; will retry", source.label, exc)
+            return
+        self.m.state = ts.saved(self.m.state)
+        if decision.action == wb.GONE:
+            self.m.forget_removed_login(self.trigger)
+        elif decision.action == wb.KEEP_THEIRS and decision.theirs is not None:
+            log.warning("the store holds a newer login than the one refreshed; keeping it")
+            self.m.adopt(decision.theirs, source, "adopted", f"{self.trigger}, newer login in the store")
+        else:
+            if decision.action == wb.RESTORE:
+                log.warning("Claude Code had cleared the login; restored it with the new pair")
+            if not same_tokens(new, self.m.state.login):
+                self.m.adopt(new, source, outcome, self.trigger, refreshed=True)
+            else:
+                self.m.events.record(self.trigger, outcome, None, new)
+
+    async def after_failure(self, exc: RefreshError) -> None:
+        if exc.kind == RefreshError.INVALID_GRANT:
+            # Maybe the host rotated it a moment ago: its new pair is in the store now.
+            if await self.adopt_if_rotated_elsewhere(f"{self.trigger}, after invalid_grant"):
+                return
+            self.m.state = ts.signed_out(self.m.state, exc.message)
+            self.m.events.record(self.trigger, "signed_out", self.m.state.login, None, exc.message)
+            log.warning("signed out: %s", exc.message)
+            return
+        self.m.state = ts.failed(self.m.state, exc.message, self.m.settings, self.m.jitter(),
+                                 self.m.clock.time(), exc.retry_after)
+        self.m.events.record(self.trigger, "failed", self.m.state.login, None, exc.message)
+        log.warning("token refresh failed (%s); retrying in %.0f s", exc.message,
+                    (self.m.state.next_retry_at or 0) - self.m.clock.time())

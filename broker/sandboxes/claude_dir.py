@@ -1,0 +1,121 @@
+"""Each sandbox's own Claude Code config dir, under the broker's state dir: written, owned, removed.
+
+`STATE/sandboxes/NAME/` is mounted into the sandbox as Claude Code's `CLAUDE_CONFIG_DIR`. The
+broker writes two files there (the stand-in login holding the sandbox key, and `.claude.json`);
+Claude Code keeps its own state next to them (sessions, history), so a restarted container of
+the same sandbox finds its conversations again. Files are 0600 and the dir 0700, owned by the
+user the container runs as (`uid`): a bind mount shows host ownership as is, so an image that
+runs as `node` (uid 1000) needs the files to be uid 1000's.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+from typing import Iterable
+
+from broker.common.atomic_files import write_private
+from broker.sandboxes.key_store import check_name
+from broker.sandboxes import claude_config as cc
+from broker.common.errors import BrokerError
+
+SANDBOXES = "sandboxes"
+
+
+class SandboxConfigError(BrokerError):
+    title = "Sandbox config"
+
+
+def sandbox_dir(state_dir: Path, name: str) -> Path:
+    return Path(state_dir) / SANDBOXES / check_name(name)
+
+
+def write(state_dir: Path, name: str, key: str, plan: cc.Plan, trusted: Iterable[str] = (),
+          uid: int | None = None) -> Path:
+    """Create or update NAME's dir with `key`; Claude Code's own files there are kept."""
+    root = Path(state_dir) / SANDBOXES
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = sandbox_dir(state_dir, name)
+    path.mkdir(mode=0o700, exist_ok=True)
+    owner = _owner_for(path, uid)
+    config_path = path / cc.CONFIG_FILE
+    existing = cc.parse_config(_read_own(config_path))
+    if owner is not None:
+        _chown_tree(path, owner)  # first: a running Claude Code never meets a file it cannot read
+    # The sandbox writes into this dir: never follow a link it may have planted there.
+    write_private(path / cc.CREDENTIALS_FILE, cc.dumps(cc.credentials_doc(key, plan)), owner=owner,
+                  follow=False)
+    write_private(config_path, cc.dumps(cc.config_doc(existing, trusted)), owner=owner, follow=False)
+    os.chmod(path, 0o700)
+    return path
+
+
+def read_key(state_dir: Path, name: str) -> str | None:
+    """The key written into NAME's stand-in login, or None (missing, planted link, not ours)."""
+    return cc.stand_in_key(_read_own(sandbox_dir(state_dir, name) / cc.CREDENTIALS_FILE))
+
+
+def _read_own(path: Path, limit: int = 16 * 1024 * 1024) -> str:
+    """A regular file's text, not following a symlink (a sandbox could point one at a host
+    secret for the broker to copy in); "" when missing, a link, or not a regular file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            return ""
+        return fh.read(limit).decode("utf-8", "replace")
+
+
+def check_uid(uid: int | None) -> None:
+    """Refuse, before any key is issued, a container uid this process cannot hand files to."""
+    me = os.geteuid()
+    if uid is not None and uid != me and me != 0:
+        raise SandboxConfigError(
+            f"the container user (uid {uid}) cannot read files of uid {me}, and only root can give "
+            f"them away: run the container as you (`docker run --user {me}:{os.getegid()} …`), or "
+            "leave out --uid")
+
+
+def _owner_for(path: Path, uid: int | None) -> int | None:
+    """The uid to hand the tree to: the one asked for, else whoever owns it already."""
+    check_uid(uid)
+    me, now = os.geteuid(), path.stat().st_uid
+    want = uid if uid is not None else now
+    if want == me and now == me:
+        return None
+    check_uid(want)
+    return want
+
+
+def _chown_tree(path: Path, uid: int) -> None:
+    os.chown(path, uid, uid)
+    for dirpath, dirnames, filenames in os.walk(path):
+        for entry in dirnames + filenames:
+            os.chown(os.path.join(dirpath, entry), uid, uid, follow_symlinks=False)
+
+
+def exists(state_dir: Path, name: str) -> bool:
+    return (sandbox_dir(state_dir, name) / cc.CREDENTIALS_FILE).exists()
+
+
+def remove(state_dir: Path, name: str) -> bool:
+    """Delete NAME's dir (key and Claude Code's state): a revoked sandbox keeps nothing."""
+    path = sandbox_dir(state_dir, name)
+    if not path.exists():
+        return False
+    shutil.rmtree(path)
+    return True
+
+
+def remove_all(state_dir: Path) -> int:
+    root = Path(state_dir) / SANDBOXES
+    if not root.exists():
+        return 0
+    names = [p.name for p in root.iterdir() if p.is_dir()]
+    for name in names:
+        shutil.rmtree(root / name, ignore_errors=True)
+    return len(names)

@@ -1,0 +1,134 @@
+"""Per-sandbox token budgets over a rolling window, and the plan-wide stop at N% of 5 hours.
+
+Everything here is pure and in memory: the proxy asks `decide()` before forwarding, on the
+event loop, so no SQLite query may sit on that path. The `BudgetBook` keeps each sandbox's
+spent tokens in one-minute buckets (seeded from the ledger at start, then fed by every
+finished request); a budget counts input, cache-creation and output tokens, leaving cache
+reads out as Anthropic's own input rate limits do.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass
+
+from broker.common.errors import BrokerError
+from broker.proxy.guards import Refusal, refusal
+from broker.usage.plan_limits import PlanLimits
+from broker.usage.report import UNITS
+from broker.common.wording import duration_words
+
+BUCKET = 60.0  # seconds per bucket: retry-after is exact to the minute
+MAX_WINDOW = 31 * 86400.0  # the book keeps this much history
+_SUFFIX = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
+_BUDGET = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmg]?)\s*/\s*(\d+(?:\.\d+)?)?\s*([mhdw])\s*", re.I)
+
+
+class BudgetError(BrokerError):
+    title = "Sandbox budget"
+
+
+@dataclass(frozen=True)
+class Budget:
+    tokens: int
+    window: float  # seconds
+
+    def words(self) -> str:
+        """"2M/5h": the form a person typed."""
+        return f"{_amount(self.tokens)}/{_span(self.window)}"
+
+
+def _amount(n: int) -> str:
+    for suffix, size in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if n >= size and n % (size // 10) == 0:
+            return f"{n / size:g}{suffix}"
+    return str(n)
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds / 60:g}m"
+
+
+def parse_budget(text: str) -> Budget | None:
+    """"2M/5h" (tokens per rolling window), "500k/1d", "10000/30m"; "off" is None."""
+    if text.strip().lower() in ("off", "none"):
+        return None
+    m = _BUDGET.fullmatch(text)
+    if not m:
+        raise BudgetError(f"bad budget {text!r}: write TOKENS/WINDOW such as 2M/5h, 500k/1d or 50000/30m "
+                          "(or `off`)")
+    tokens = int(float(m.group(1)) * _SUFFIX[m.group(2).lower()])
+    window = float(m.group(3) or 1) * UNITS[m.group(4).lower()]
+    if tokens < 1 or not 60 <= window <= MAX_WINDOW:
+        raise BudgetError(f"bad budget {text!r}: at least 1 token, over a window from 1 minute to 31 days")
+    return Budget(tokens, window)
+
+
+class BudgetBook:
+    """Tokens spent per sandbox, in one-minute buckets, for the last `MAX_WINDOW` seconds."""
+
+    def __init__(self) -> None:
+        self._spent: dict[str, deque[list[float]]] = {}  # name -> [[bucket start, tokens], ...] oldest first
+
+    def spend(self, name: str, when: float, tokens: int) -> None:
+        if tokens <= 0:
+            return
+        start = when - when % BUCKET
+        buckets = self._spent.setdefault(name, deque())
+        if buckets and buckets[-1][0] == start:
+            buckets[-1][1] += tokens
+        elif buckets and buckets[-1][0] > start:  # a late row (seeding out of order): keep it simple
+            buckets[-1][1] += tokens
+        else:
+            buckets.append([start, float(tokens)])
+        while buckets and buckets[0][0] < when - MAX_WINDOW:
+            buckets.popleft()
+
+    def forget(self, name: str) -> None:
+        self._spent.pop(name, None)
+
+    def spent(self, name: str, now: float, window: float) -> int:
+        """Tokens spent in the `window` seconds up to `now` (whole buckets)."""
+        total = 0.0
+        for start, tokens in reversed(self._spent.get(name, ())):
+            if start + BUCKET <= now - window:
+                break
+            total += tokens
+        return int(total)
+
+    def frees_at(self, name: str, now: float, budget: Budget) -> float:
+        """When enough of the window's oldest spending has aged out to be under budget again."""
+        buckets = [b for b in self._spent.get(name, ()) if b[0] + BUCKET > now - budget.window]
+        left = sum(t for _, t in buckets)
+        for start, tokens in buckets:
+            left -= tokens
+            if left < budget.tokens:
+                return start + BUCKET + budget.window
+        return now
+
+
+def decide(name: str, budget: Budget | None, book: BudgetBook, now: float, limits: PlanLimits | None = None,
+           stop_at: float | None = None) -> tuple[Refusal, float] | None:
+    """None to forward; else the 429 (Anthropic's `rate_limit_error`) and seconds to retry after."""
+    if stop_at is not None and limits is not None:
+        five = limits.window("five_hour")
+        if five is not None and five.percent is not None and five.percent >= stop_at:
+            if five.resets_at is None or five.resets_at > now:
+                wait = (five.resets_at - now) if five.resets_at else 300.0
+                return refusal(429, f"inference-broker stops every sandbox at {stop_at:g}% of the plan's 5-hour "
+                                    f"window, and it is at {five.percent:g}%; it resets in "
+                                    f"{duration_words(wait)} (the `usage.stop_at_percent` setting)"), wait
+    if budget is None:
+        return None
+    used = book.spent(name, now, budget.window)
+    if used < budget.tokens:
+        return None
+    wait = max(book.frees_at(name, now, budget) - now, 1.0)
+    return refusal(429, f"sandbox {name!r} has used its inference-broker budget of {budget.words()} "
+                        f"({used} tokens in the last {duration_words(budget.window)}); more frees up in "
+                        f"{duration_words(wait)}. Change it with `inference-broker sandbox budget {name} "
+                        "TOKENS/WINDOW` or `off`."), wait
