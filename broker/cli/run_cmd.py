@@ -21,7 +21,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     from broker.runtime import runner  # noqa: PLC0415 - the service and aiohttp load only for `run`
 
-    runner.keep_out_libyaml()  # before the config is read (see broker/runtime/runner.py)
     config = config_of(args)
     runner.setup_logging("debug" if args.verbose else config.log_level, config.state_dir / "broker.log")
     if control_socket.is_running(config.control_socket):

@@ -2,7 +2,7 @@
 
 Through the running broker when there is one (so revocation ends streams in flight at once),
 straight in the key store otherwise. Issuing a key also writes the sandbox's Claude Code config
-dir (adapters.sandbox_config), and revoking removes it.
+dir (sandboxes.claude_dir), and revoking removes it.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime, timezone
 from typing import Callable, Protocol
 
 # asyncio's timers run on the monotonic clock, which stands still while a laptop is suspended;
@@ -37,3 +38,10 @@ class SystemClock:
     async def sleep_until(self, deadline: float) -> None:
         while (left := deadline - self._wall()) > 0:
             await asyncio.sleep(min(left, MAX_NAP))
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds to ISO 8601 UTC, or None."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds")

@@ -1,6 +1,6 @@
 """The config file and the provider profiles, read from disk.
 
-Core parses text (`core.config.parse_config`, `core.profiles.parse_profile`); this module
+Core parses text (`config.settings.parse_config`, `config.profiles.parse_profile`); this module
 decides where the files are and reads them. The config file's location comes from
 `--config`, then `$INFERENCE_BROKER_CONFIG`, then the platform's user config dir; a missing
 default file means all defaults.

@@ -1,7 +1,7 @@
 """Provider profiles: where requests go and how the credential is attached.
 
 A profile is data (providers/*.yaml), so a new upstream or auth style needs no code. Loading
-validates every field and names the file and key in its errors; `adapters.configfiles`
+validates every field and names the file and key in its errors; `config.files`
 reads the files.
 """
 
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+import yaml
 
 from broker.common.errors import ProfileError
 from broker.config.fields import Fields
@@ -55,7 +57,6 @@ def _url(fields: Fields, key: str, *, required: bool) -> str | None:
 
 
 def parse_profile(text: str, where: str) -> Profile:
-    import yaml  # noqa: PLC0415 - imported where used: the running broker forgets it (broker.runtime.runner)
 
     try:
         data = yaml.safe_load(text)

@@ -1,6 +1,6 @@
 """The user's config file: YAML, every key checked, errors that name the key.
 
-Parsing only: `adapters.configfiles` finds and reads the file.
+Parsing only: `config.files` finds and reads the file.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
+import yaml
 
 from broker.common.errors import ConfigError
 from broker.config.fields import Fields
@@ -110,7 +111,6 @@ def _path(f: Fields, key: str, base: Path | None) -> Path | None:
 
 
 def parse_config(text: str, where: str, path: Path | None = None) -> Config:
-    import yaml  # noqa: PLC0415 - imported where used: the running broker forgets it (broker.runtime.runner)
 
     try:
         data = yaml.safe_load(text)

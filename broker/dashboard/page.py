@@ -14,7 +14,7 @@ from html import escape
 from typing import Any
 
 from broker.usage.plan_limits import LABELS
-from broker.tray.menu import plan_words, proxy_words, token_words
+from broker.status.words import plan_words, proxy_words, token_words
 from broker.status.snapshot import Snapshot
 from broker.dashboard.svg import PALETTE, gauge, stacked_bars
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from broker.status import snapshot as s
+from broker.login import token_status as s
 from broker.config.settings import RefreshSettings
 from broker.common.wording import CLAUDE_LOGIN_HINT, duration_words  # noqa: F401 - duration_words re-exported
 

@@ -1,6 +1,6 @@
 """Wiring: the credential sources a broker reads its login from, built from config and profile.
 
-The interface and the choice of order are core (`core.source`); this module checks what is
+The interface and the choice of order are core (`login.sources`); this module checks what is
 on disk (the setup-token marker) and builds the adapters. The CLI (`doctor`, `status` with no
 broker running) and the service build the same list.
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from broker.status import snapshot as snap
+from broker.login import token_status as snap
 from broker.common.clock import Clock
 from broker.login.credentials import OAuthLogin
 from broker.common.redact import REGISTRY, fingerprint

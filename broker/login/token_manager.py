@@ -20,9 +20,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from broker.status import snapshot as snap
+from broker.login import token_status as snap
 from broker.login import token_state as ts
-from broker.common.clock import Clock, SystemClock
+from broker.common.clock import Clock, SystemClock, iso
 from broker.config.settings import RefreshSettings
 from broker.login.credentials import OAuthLogin
 from broker.common.errors import CredentialsError, NotLoggedIn, SourceUnavailable
@@ -203,7 +203,7 @@ class TokenManager:
         self.state = ts.adopted(self.state, login, self.clock.time(), refreshed)
         self.events.record(trigger, outcome, old, login)
         log.info("token %s (%s): %s, expires %s", outcome, trigger, fingerprint(login.access_token),
-                 snap.iso(login.expires_at) or "never")
+                 iso(login.expires_at) or "never")
 
     # -- refreshing
     async def _refresh(self, trigger: str) -> None:

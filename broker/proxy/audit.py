@@ -2,7 +2,7 @@
 
 Audit entries carry sandbox names, models, statuses, token counts and latencies; never a
 token, a key, a prompt or a completion. Fields a sandbox controls are scrubbed and bounded,
-and each sandbox has a byte budget per hour (core.auditpolicy), so none can flush the
+and each sandbox has a byte budget per hour (proxy.audit_policy), so none can flush the
 others' entries. `write` only queues the line. A thread of the log's own wakes when the
 first one arrives, lets more gather for `linger` seconds and writes them in one go: the
 event loop never waits on the disk nor pays for logging machinery per request (a stack walk

@@ -2,7 +2,7 @@
 
 aiohttp's server keeps an idle connection for about an hour and accepts without limit. This
 hooks its `Server` (connection made/lost), marks requests by wrapping the handler, sweeps idle
-connections once a second by the rules in core.connections, and closes unauthenticated
+connections once a second by the rules in proxy.connection_limits, and closes unauthenticated
 connections after their answer. When the process runs out of file descriptors, asyncio and
 aiohttp log a traceback per failed accept or request (6,360 in 8 s were seen): a filter lets
 one such line through per minute, with a count of what it held back.

@@ -1,10 +1,10 @@
 """One admitted request, upstream and back: body, token, header rewrite, chunk-by-chunk relay.
 
-The proxy server (`adapters.proxy`) has already checked Host, Origin, path, key and pause.
-Here: the body limit and the in-flight byte budget (`core.inflight`: a body is held until
+The proxy server (`proxy.server`) has already checked Host, Origin, path, key and pause.
+Here: the body limit and the in-flight byte budget (`proxy.inflight`: a body is held until
 upstream answered it, per sandbox and in total; a stream that follows holds no body), the
 current token (refreshed first if it is close to expiry), the rewrite, and the relay, which
-masks any known secret an upstream echoes into a body (`core.scrub`, across chunk
+masks any known secret an upstream echoes into a body (`proxy.scrub`, across chunk
 boundaries). A 401 from upstream forces one refresh and one retry. What happened is written
 into the request's `Exchange`, which becomes its audit line.
 """
@@ -26,7 +26,8 @@ from broker.proxy.upstream import Upstream
 from broker.config.settings import ProxySettings
 from broker.common.errors import NotLoggedIn
 from broker.proxy.exchange import Exchange
-from broker.proxy.guards import Refusal, check_body_size, refusal
+from broker.common.api_errors import Refusal, refusal
+from broker.proxy.guards import check_body_size
 from broker.proxy.headers import DECODED_ENCODINGS, rewrite_request_headers, rewrite_response_headers
 from broker.proxy.inflight import InflightBytes
 from broker.proxy.protocols import TokenProvider

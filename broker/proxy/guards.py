@@ -10,18 +10,8 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 
-ERROR_TYPES: dict[int, str] = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    405: "invalid_request_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    503: "api_error",
-}
+from broker.common.api_errors import Refusal, refusal
 
 ALLOWED_METHODS = frozenset({"GET", "POST", "HEAD"})
 # Claude Code's reachability checks of ANTHROPIC_BASE_URL, sent without a key: answered by the
@@ -29,23 +19,6 @@ ALLOWED_METHODS = frozenset({"GET", "POST", "HEAD"})
 LOCAL_PROBES = frozenset({"/", "/api/hello"})
 MAX_PATH = 2048
 _MIB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Refusal:
-    status: int
-    error_type: str
-    message: str
-
-    def body(self) -> dict:
-        """Anthropic's error shape, which every SDK already knows how to show."""
-        return {"type": "error", "error": {"type": self.error_type, "message": self.message}}
-
-
-def refusal(status: int, message: str) -> Refusal:
-    """A Refusal whose error type matches what the real API uses for `status`."""
-    default = "invalid_request_error" if status < 500 else "api_error"
-    return Refusal(status, ERROR_TYPES.get(status, default), message)
 
 
 def shown(text: str, limit: int = 80) -> str:

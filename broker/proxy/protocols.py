@@ -10,7 +10,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from broker.proxy.guards import Refusal
+from broker.common.api_errors import Refusal
 from broker.usage.reply_usage import Usage
 
 

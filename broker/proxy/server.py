@@ -1,4 +1,4 @@
-"""The inference.local proxy server: who may come in; `adapters.forward` does the rest.
+"""The inference.local proxy server: who may come in; `proxy.forward` does the rest.
 
 Per request: Host and Origin guards, the path allowlist, the sandbox key (constant-time
 match against sandbox access's memory; only a failed check is throttled, per peer and in
@@ -6,7 +6,7 @@ total, so a valid key is never refused for someone else's guesses), pause; then 
 request is held as one of its sandbox's (so a revoke or pause can cancel it) while
 `Forwarder` sends it upstream and relays the reply. Each request ends with one audit line
 (written by the audit log's own thread) and its use counted. Connections are capped and
-idle ones closed by `adapters.connguard`; a connection without a valid key is not kept alive.
+idle ones closed by `proxy.connection_guard`; a connection without a valid key is not kept alive.
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ from aiohttp import web
 from broker.proxy.audit import AuditLog
 from broker.proxy.connection_guard import ConnectionGuard, fd_cap
 from broker.proxy.forward import Forwarder, error_response
-from broker.runtime.malloc_tuning import pin_malloc_thresholds
 from broker.proxy.upstream import Upstream
 from broker.usage.clients import client_product
 from broker.config.settings import ProxySettings
 from broker.proxy.connection_limits import ConnectionTable
 from broker.common.errors import BrokerError
 from broker.proxy.exchange import Exchange
-from broker.proxy.guards import LOCAL_PROBES, check_body_size, check_host, check_origin, check_path, refusal
+from broker.common.api_errors import refusal
+from broker.proxy.guards import LOCAL_PROBES, check_body_size, check_host, check_origin, check_path
 from broker.sandboxes.keys import extract_key
 from broker.proxy.protocols import SandboxGate, TokenProvider
 from broker.config.profiles import Profile
@@ -79,7 +79,6 @@ class ProxyServer:
                           keepalive_timeout=self.settings.keepalive_timeout_seconds)
 
     async def start(self, binds: list[tuple[str, int]]) -> list[str]:
-        pin_malloc_thresholds()  # request bodies' memory goes back to the OS after each request
         self._runner = web.ServerRunner(self.make_server())
         await self._runner.setup()
         assert self._runner.server is not None

@@ -1,4 +1,4 @@
-"""The upstream API client: one keep-alive pool (`adapters.http1`), streaming, no total timeout.
+"""The upstream API client: one keep-alive pool (`proxy.http1`), streaming, no total timeout.
 
 A long stream must not be cut by a total deadline, so only the connect time and the silence
 of the upstream (waiting for a reply's headers, or between its chunks) are bounded. A timer

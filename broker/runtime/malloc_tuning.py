@@ -8,11 +8,8 @@ The threshold sits above asyncio's 256 KiB socket read buffer: pinned below it, 
 `recv` of every request mapped and unmapped a fresh 256 KiB block (system calls and a page
 fault per read); bodies of megabytes are still mapped, and still go back.
 
-glibc also gives each thread that allocates its own arena (up to eight per core): the audit,
-ledger and key-store writers, the worker pool and the file watcher each kept a heap of their
-own, whose freed memory no other thread reuses. One arena for the process holds about 0.5 MiB
-less (idle and with 500 open streams); these threads wake a few times a second at most, and
-SQLite, the one that allocates without the GIL, writes a batch every 0.1 s at most.
+The runner sets this once, at process start (`runner.tune_process`), never a library or a
+server object: tests that start a proxy in-process keep their own allocator settings.
 """
 
 from __future__ import annotations
@@ -26,7 +23,6 @@ log = logging.getLogger(__name__)
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
-M_ARENA_MAX = -8
 
 
 def _mallopt():  # noqa: ANN202 - ctypes' function, or None where there is no glibc
@@ -50,11 +46,3 @@ def pin_malloc_thresholds(mmap_threshold: int = 512 * 1024, trim_threshold: int 
     log.debug("malloc thresholds pinned: %s", ok)
     return ok
 
-
-def limit_malloc_arenas(arenas: int = 1) -> bool:
-    """True if glibc took the limit. Call it before starting threads: a thread that has
-    allocated keeps the arena it got."""
-    mallopt = _mallopt()
-    ok = mallopt is not None and mallopt(M_ARENA_MAX, arenas) == 1
-    log.debug("malloc arenas limited to %d: %s", arenas, ok)
-    return ok

@@ -9,7 +9,6 @@ stderr and a private rotating file, and is scrubbed of secrets.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 import sys
@@ -17,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from broker.runtime.malloc_tuning import limit_malloc_arenas
+from broker.runtime.malloc_tuning import pin_malloc_thresholds
 from broker.common.private_files import PrivateRotatingHandler
 from broker.config.settings import Config
 from broker.common.redact import RedactingFilter
@@ -25,26 +24,10 @@ from broker.runtime.service import Service
 
 log = logging.getLogger(__name__)
 
-# PyYAML's C binding. The broker never uses it (`safe_load` and `safe_dump` are the pure-Python
-# SafeLoader and SafeDumper), but once imported it holds every yaml module for good.
-LIBYAML = "yaml._yaml"
-
-
-def keep_out_libyaml() -> None:
-    """Before the config is read: `import yaml` then goes without its C binding (as it does
-    where libyaml is not installed), so `forget_yaml` can give the modules back."""
-    sys.modules.setdefault(LIBYAML, None)
-
-
-def forget_yaml() -> None:
-    """After start-up, once the config and the profile are read: drop the yaml modules (about
-    0.9 MiB the broker would otherwise keep for its life). Whatever needs YAML later imports it
-    again; no module keeps a reference to it (core imports it inside the functions that parse)."""
-    if LIBYAML not in sys.modules or sys.modules[LIBYAML] is not None:
-        return  # the C binding is in: it keeps the modules alive, dropping them frees nothing
-    for name in [n for n in sys.modules if n == "yaml" or (n.startswith("yaml.") and n != LIBYAML)]:
-        del sys.modules[name]
-    gc.collect()  # the modules are cycles (functions and their globals), long-lived ones
+def tune_process() -> None:
+    """Process-wide settings, made once, at start, before any thread: the only place the broker
+    changes something for the whole process (see `malloc_tuning`)."""
+    pin_malloc_thresholds()
 
 
 def setup_logging(level: str = "info", log_file: Path | None = None) -> None:
@@ -78,7 +61,6 @@ async def serve(config: Config, ready: "asyncio.Future[Service] | None" = None) 
         on_stop_signals(asyncio.get_running_loop(), service.stopped.set)
     if ready is not None and not ready.done():
         ready.set_result(service)
-    forget_yaml()
     try:
         await service.stopped.wait()
     finally:
@@ -97,13 +79,13 @@ def on_stop_signals(loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -
 
 
 def run_headless(config: Config) -> int:
-    limit_malloc_arenas()  # before any thread starts (see broker/runtime/malloc_tuning.py)
+    tune_process()
     asyncio.run(serve(config))
     return 0
 
 
 def run_with_tray(config: Config) -> int:
-    limit_malloc_arenas()
+    tune_process()
     from broker import tray  # noqa: PLC0415 - pystray only when a tray runs
 
     loop = asyncio.new_event_loop()

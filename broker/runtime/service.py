@@ -38,7 +38,8 @@ from broker.config.listen import ListenSpec, parse_listen, resolve_listen
 from broker.config.profiles import Profile
 from broker.usage.budget import Budget
 from broker.sandboxes.claude_config import Plan
-from broker.status.snapshot import ProxyStatus, SandboxInfo, Snapshot
+from broker.sandboxes.info import SandboxInfo
+from broker.status.snapshot import ProxyStatus, Snapshot
 from broker.common.wording import PLAN_LABEL, login_hint
 from broker.login.source_setup import build_sources
 from broker.usage.accounting import Metering

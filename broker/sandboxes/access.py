@@ -24,9 +24,9 @@ from typing import Any, TypeVar
 
 from broker.sandboxes.key_store import Counts, KeyStore, tally, with_counts
 from broker.usage.budget import Budget
-from broker.proxy.guards import Refusal
+from broker.common.api_errors import Refusal
 from broker.sandboxes.keys import match_key
-from broker.status.snapshot import SandboxInfo
+from broker.sandboxes.info import SandboxInfo
 from broker.usage.reply_usage import Usage
 
 log = logging.getLogger(__name__)

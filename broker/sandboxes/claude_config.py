@@ -1,4 +1,4 @@
-"""What a sandbox's own Claude Code config dir holds, as data (written by adapters.sandbox_config).
+"""What a sandbox's own Claude Code config dir holds, as data (written by sandboxes.claude_dir).
 
 Claude Code in a sandbox should start offline and behave like the host's for a subscriber: no
 onboarding (its connectivity check calls api.anthropic.com directly and exits without a route),

@@ -2,7 +2,7 @@
 
 Every format carries the same facts: `inference.local` resolves to the host gateway, the base
 URL, and Claude Code's config dir: the sandbox's own dir from the broker's state dir (holding
-its key in a stand-in login, see core.claude_config), mounted at `CONTAINER_CONFIG_DIR` with
+its key in a stand-in login, see sandboxes.claude_config), mounted at `CONTAINER_CONFIG_DIR` with
 `CLAUDE_CONFIG_DIR` pointing there. No format carries the key itself, so none is a secret.
 """
 
@@ -12,6 +12,8 @@ import json
 import shlex
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
+
+import yaml
 
 from broker.common.errors import ConfigError
 from broker.config.listen import ListenSpec, format_hostport
@@ -65,7 +67,6 @@ def env_file(w: Wiring) -> str:
 
 def compose_snippet(w: Wiring, service: str = "sandbox") -> str:
     """A compose `services:` entry; `$` is doubled because compose interpolates values."""
-    import yaml  # noqa: PLC0415 - imported where used: the running broker forgets it (broker.runtime.runner)
 
     entry: dict[str, Any] = {
         "extra_hosts": [ADD_HOST],

@@ -18,7 +18,7 @@ from pathlib import Path
 from broker.usage.budget import Budget
 from broker.common.errors import BrokerError
 from broker.sandboxes.keys import generate_key, hash_key
-from broker.status.snapshot import SandboxInfo
+from broker.sandboxes.info import SandboxInfo
 from broker.usage.reply_usage import Usage
 
 # sandbox name -> [requests, input tokens, output tokens, last used]: use not yet saved

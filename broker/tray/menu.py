@@ -10,19 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from broker.common.wording import ago_words
 from broker.status.actions import Action
+from broker.status.snapshot import EXPIRED, EXPIRING, REFRESHING, SIGNED_OUT, SandboxInfo, Snapshot
+from broker.status.words import count_words, plan_words, proxy_words, token_words
 from broker.usage.limit_alerts import menu_lines
-from broker.status.snapshot import (
-    EXPIRED,
-    EXPIRING,
-    REFRESHING,
-    SIGNED_OUT,
-    VALID,
-    SandboxInfo,
-    Snapshot,
-    TokenStatus,
-)
-from broker.common.wording import LOGIN_HINT, PLAN_LABEL, ago_words, duration_words  # noqa: F401 - re-exported
 
 # Icon states, in the order a person should care about them.
 OK = "ok"
@@ -54,30 +46,6 @@ class MenuEntry:
 SEPARATOR = MenuEntry(label="", separator=True, enabled=False)
 
 
-def token_words(token: TokenStatus, now: float, login_hint: str = LOGIN_HINT) -> str:
-    """The token's state in the words a person reads in the menu; `login_hint` (the provider
-    profile's) says how to get a lost login back."""
-    state = token.state
-    if state == VALID:
-        if token.expires_at is None:
-            return "Token valid"
-        return f"Token valid for {duration_words(token.expires_at - now)}"
-    if state == REFRESHING:
-        return "Refreshing…"
-    if state == EXPIRING:
-        words = f"Refresh failing: {token.reason}"
-        if token.next_retry_at is not None:
-            words += f" — retrying in {duration_words(token.next_retry_at - now)}"
-        return words
-    if state == EXPIRED:
-        if token.next_retry_at is not None:
-            return f"Token expired — retrying in {duration_words(token.next_retry_at - now)}"
-        return f"Token expired — {login_hint}"
-    if state == SIGNED_OUT:
-        return f"Signed out — {login_hint}"
-    return f"Token {state}"
-
-
 def icon_state(snap: Snapshot) -> str:
     """Lost login beats failing refresh beats paused beats refreshing."""
     state = snap.token.state
@@ -92,28 +60,6 @@ def icon_state(snap: Snapshot) -> str:
     return OK
 
 
-def plan_words(token: TokenStatus, label: str = PLAN_LABEL) -> str:
-    """"Claude Max" from the login; else the provider profile's `label` ("Anthropic API key")."""
-    if token.subscription_type:
-        return f"Claude {token.subscription_type.capitalize()}"
-    return label
-
-
-def _count(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
-
-
-def proxy_words(snap: Snapshot) -> str:
-    where = ", ".join(snap.proxy.listen) if snap.proxy.listen else "not listening"
-    parts = [
-        f"Proxy {where}",
-        _count(snap.active_sandboxes, "sandbox", "sandboxes"),
-        _count(snap.proxy.requests_today, "request", "requests") + " today",
-    ]
-    line = " · ".join(parts)
-    return f"Paused — {line}" if snap.proxy.paused else line
-
-
 def tooltip(snap: Snapshot) -> str:
     text = f"inference-broker — {token_words(snap.token, snap.now, snap.login_hint)}"
     if snap.proxy.paused:
@@ -123,7 +69,7 @@ def tooltip(snap: Snapshot) -> str:
 
 def _sandbox_entry(sb: SandboxInfo, now: float) -> MenuEntry:
     used = "never used" if sb.last_used is None else f"used {ago_words(sb.last_used, now)}"
-    words = f"{_count(sb.requests, 'request', 'requests')} · {sb.input_tokens} in / {sb.output_tokens} out tokens"
+    words = f"{count_words(sb.requests, 'request', 'requests')} · {sb.input_tokens} in / {sb.output_tokens} out tokens"
     if sb.budget:
         words += f" · budget {sb.budget_used or 0} of {sb.budget}"
     details = MenuEntry(words, enabled=False)

@@ -17,7 +17,7 @@ from typing import Any
 from broker.usage import ledger_query
 from broker.usage.ledger import Ledger
 from broker.usage.budget import MAX_WINDOW, Budget, BudgetBook, decide
-from broker.proxy.guards import Refusal
+from broker.common.api_errors import Refusal
 from broker.usage.plan_limits import PlanLimits
 from broker.usage.report import UsageRecord
 

@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from broker.common.errors import BrokerError
-from broker.proxy.guards import Refusal, refusal
+from broker.common.api_errors import Refusal, refusal
 from broker.usage.plan_limits import PlanLimits
 from broker.usage.report import UNITS
 from broker.common.wording import duration_words

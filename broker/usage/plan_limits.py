@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from broker.status.snapshot import iso
+from broker.common.clock import iso
 
 PREFIX = "anthropic-ratelimit-unified-"
 # Header window prefixes and the usage endpoint's names for the same windows.

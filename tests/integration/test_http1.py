@@ -1,4 +1,4 @@
-"""The proxy's upstream HTTP/1.1 client (`adapters.http1`), against real servers on loopback.
+"""The proxy's upstream HTTP/1.1 client (`proxy.http1`), against real servers on loopback.
 
 It reads replies with aiohttp's own response protocol; these tests pin what the proxy
 relies on (keep-alive reuse, decoding, framing, errors, TLS), so an aiohttp release that

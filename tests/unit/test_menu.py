@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from broker.status.actions import Action
+from broker.status.words import token_words
 from broker.tray.menu import (
     ERROR,
     ICON_STATES,
@@ -19,7 +20,6 @@ from broker.tray.menu import (
     MenuEntry,
     build_menu,
     icon_state,
-    token_words,
     tooltip,
 )
 from broker.status.snapshot import (
