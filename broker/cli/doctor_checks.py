@@ -128,8 +128,13 @@ def check_running(config: Config) -> tuple[list[Finding], dict | None]:
         return [Finding(WARN, "the broker is not running", "start it with `inference-broker run`")], None
     st = reply["status"]
     level = OK if st["token"]["state"] in ("valid", "refreshing") else PROBLEM
-    return [Finding(OK, "the broker is running on " + ", ".join(st["listen"])),
-            Finding(level, f"token {st['token']['state']}: {st['token']['reason']}")], st
+    out = [Finding(OK, "the broker is running on " + ", ".join(st["listen"])),
+           Finding(level, f"token {st['token']['state']}: {st['token']['reason']}")]
+    unsaved = st["token"].get("writeback_problem")
+    if unsaved:
+        out.append(Finding(PROBLEM, unsaved, "the broker retries on its own; make the store writable "
+                                             "(free disk space, unlock the keychain, fix the file's permissions)"))
+    return out, st
 
 
 def check_sandbox_dir(config: Config, name: str, key_hash: str) -> list[Finding]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from broker.config.settings import RefreshSettings
+from broker.login import pending as pd
 from broker.login.credentials import OAuthLogin, same_tokens
 from broker.login.refresh_timing import Facts, backoff_delay, refresh_due_at
 
@@ -31,12 +32,14 @@ class TokenState:
     next_retry_at: float | None = None
     attempt: int = 0  # failed refreshes in a row
     refreshing: bool = False
-    unsaved_base: OAuthLogin | None = None  # set while a rotated pair waits to be written back
-    next_save_at: float | None = None  # (then this is the login it was refreshed from)
+    pending: pd.Pending | None = None  # a pair from the token endpoint that no store holds yet
+    next_save_at: float | None = None  # when its write-back is tried again
+    save_attempt: int = 0  # failed write-backs in a row
+    save_error: str | None = None  # why the last write-back failed: "the login could not be ..."
 
     @property
     def unsaved(self) -> bool:
-        return self.unsaved_base is not None
+        return self.pending is not None
 
 
 @dataclass(frozen=True)
@@ -85,11 +88,23 @@ def forced_refresh_allowed(st: TokenState, failed_token: str, now: float) -> boo
 
 
 # -- reading the store
-ADOPT, REMOVED, NOTHING = "adopt", "removed", "nothing"
+ADOPT, REMOVED, NOTHING, STALE, HELD = "adopt", "removed", "nothing", "stale", "held"
 
 
 def read_verdict(st: TokenState, read: OAuthLogin | None, problems: list[str]) -> str:
-    """What a read of the sources means: a new login, a removed one, or nothing to adopt."""
+    """What a read of the sources means: a new login, a removed one, or nothing to adopt.
+
+    While a pair is pending, a store still holding a login it replaced is STALE (keep ours,
+    write it back: that refresh token is spent), one holding it is HELD (written: done).
+    """
+    if st.pending is not None:
+        seen = pd.verdict(st.pending, read, problems)
+        if seen == pd.STALE:
+            return STALE
+        if seen == pd.HELD:
+            return HELD
+        if seen == pd.UNKNOWN:
+            return NOTHING  # unreadable: keep serving on the pending pair
     if read is None:
         # Gone without a trace of an error: the host signed out (`claude /logout`). Forget it,
         # rather than refresh it and write it back against their wish.
@@ -97,10 +112,12 @@ def read_verdict(st: TokenState, read: OAuthLogin | None, problems: list[str]) -
     return NOTHING if same_tokens(read, st.login) else ADOPT
 
 
-def rotated_elsewhere(held: OAuthLogin | None, fresh: OAuthLogin | None) -> bool:
+def rotated_elsewhere(held: OAuthLogin | None, fresh: OAuthLogin | None, pending: pd.Pending | None = None) -> bool:
     """Whether the store holds a newer pair than ours (someone refreshed or logged in)."""
     if fresh is None or held is None or same_tokens(fresh, held):
         return False
+    if pending is not None and pending.replaces(fresh):
+        return False  # the store is behind us: its refresh token is spent
     return fresh.refresh_token != held.refresh_token or (fresh.expires_at or 0) >= (held.expires_at or 0)
 
 
@@ -126,12 +143,34 @@ def failed(st: TokenState, why: str, settings: RefreshSettings, jitter: float, n
     return replace(st, attempt=st.attempt + 1, last_error=why, next_retry_at=now + delay)
 
 
-def save_failed(st: TokenState, base: OAuthLogin, settings: RefreshSettings, now: float) -> TokenState:
-    return replace(st, unsaved_base=base, next_save_at=now + settings.backoff_initial_seconds)
+def pair_received(st: TokenState, pending: pd.Pending) -> TokenState:
+    """The endpoint answered: the pair is pending until a store holds it."""
+    return replace(st, pending=pending)
+
+
+def restored(st: TokenState, pending: pd.Pending, now: float) -> TokenState:
+    """A pair saved by a broker that stopped before the store held it: serve on it and write
+    it back now."""
+    st = adopted(st, pending.login, now) if not same_tokens(st.login, pending.login) else st
+    return replace(st, pending=pending, next_save_at=now)
+
+
+def save_failed(st: TokenState, store: str, why: str, settings: RefreshSettings, jitter: float,
+                now: float) -> TokenState:
+    """The write-back failed: keep the pair, serve on it, try again with backoff."""
+    delay = backoff_delay(st.save_attempt, settings, jitter)
+    return replace(st, save_attempt=st.save_attempt + 1, next_save_at=now + delay,
+                   save_error=f"the login could not be written back to {store}: {why}; "
+                              "the broker holds the current login")
+
+
+def write_soon(st: TokenState, now: float) -> TokenState:
+    """The store was seen behind us: write back now unless a backoff is running."""
+    return st if st.next_save_at is not None else replace(st, next_save_at=now)
 
 
 def saved(st: TokenState) -> TokenState:
-    return replace(st, unsaved_base=None, next_save_at=None)
+    return replace(st, pending=None, next_save_at=None, save_attempt=0, save_error=None)
 
 
 def facts(st: TokenState, mode: str, settings: RefreshSettings, now: float, login_hint: str) -> Facts:
