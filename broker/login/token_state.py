@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from broker.config.settings import RefreshSettings
 from broker.login import pending as pd
 from broker.login.credentials import OAuthLogin, same_tokens
-from broker.login.refresh_timing import Facts, backoff_delay, refresh_due_at
+from broker.login.refresh_timing import MIN_TOKEN_AGE, Facts, backoff_delay, clamp_margin, refresh_due_at
 
 # A 401 right after a successful refresh is not the token's fault: don't refresh again for it.
 MIN_FORCED_INTERVAL = 30.0
@@ -24,6 +24,7 @@ REFRESH, SAVE, REPORT = "refresh", "save", "report"  # what a wake-up is for
 class TokenState:
     login: OAuthLogin | None = None
     obtained_at: float | None = None  # when we first held this login
+    lifetime: float | None = None  # known when we minted it (refreshed it ourselves)
     last_refresh: float | None = None
     last_forced: float | None = None  # the last refresh an upstream 401 asked for
     last_error: str | None = None  # why the last refresh failed
@@ -51,7 +52,7 @@ class Wake:
 def due_at(st: TokenState, settings: RefreshSettings) -> float | None:
     if st.login is None or st.login.expires_at is None:
         return None
-    return refresh_due_at(st.login.expires_at, st.obtained_at, settings)
+    return refresh_due_at(st.login.expires_at, st.obtained_at, settings, st.lifetime)
 
 
 def next_wake(st: TokenState, mode: str, settings: RefreshSettings, now: float) -> Wake:
@@ -72,12 +73,19 @@ def request_refreshes(st: TokenState, mode: str, min_valid: float, now: float) -
     """Whether a request must first refresh a token that is closer to expiry than it needs.
 
     Never during a backoff (a failing endpoint must not see one call per request), and never
-    in follow mode (the watchers bring the host's new token).
+    in follow mode (the watchers bring the host's new token). The margin is clamped to a share
+    of a lifetime we know, and a still-valid token we minted moments ago is never refreshed:
+    short-lived tokens must not make every request a refresh.
     """
     login = st.login
-    return (login is not None and login.expires_at is not None and login.expires_at - now < min_valid
-            and mode == "own" and not st.signed_out_reason
-            and (st.next_retry_at is None or now >= st.next_retry_at))
+    if login is None or login.expires_at is None or mode != "own" or st.signed_out_reason:
+        return False
+    if st.next_retry_at is not None and now < st.next_retry_at:
+        return False
+    left = login.expires_at - now
+    if st.lifetime is not None and st.obtained_at is not None and left > 0 and now - st.obtained_at < MIN_TOKEN_AGE:
+        return False
+    return left < clamp_margin(min_valid, st.lifetime)
 
 
 def forced_refresh_allowed(st: TokenState, failed_token: str, now: float) -> bool:
@@ -123,7 +131,9 @@ def rotated_elsewhere(held: OAuthLogin | None, fresh: OAuthLogin | None, pending
 
 # -- transitions
 def adopted(st: TokenState, login: OAuthLogin, now: float, refreshed: bool = False) -> TokenState:
-    return replace(st, login=login, obtained_at=now, last_refresh=now if refreshed else st.last_refresh,
+    lifetime = login.expires_at - now if refreshed and login.expires_at is not None else None
+    return replace(st, login=login, obtained_at=now, lifetime=lifetime,
+                   last_refresh=now if refreshed else st.last_refresh,
                    signed_out_reason=None, last_error=None, next_retry_at=None, attempt=0)
 
 

@@ -240,3 +240,26 @@ async def test_a_saved_pair_is_dropped_for_a_newer_login_in_the_store(make, stor
     second = await make()
     assert await second.token() == "a-login"
     await eventually_async(lambda: not pending_path.exists(), what="the stale record removed")
+
+
+async def test_short_lived_tokens_do_not_make_every_request_a_refresh(store, clock):
+    """Issue 19: 300-second tokens against a 600-second proxy margin made 60 requests 60 token calls."""
+    endpoint = MemoryRefresher({"r0"}, expires_in=300)
+    store.put("a0", "r0", clock.time() + 200)
+    m = TokenManager([store], endpoint, RefreshSettings(proxy_margin_seconds=600), clock=clock, jitter=lambda: 0.0)
+    await m.start(watch=False)
+    try:
+        for _ in range(60):
+            assert await m.token(min_valid=600) == "a-new-1"
+            await clock.advance(0.05)
+        assert endpoint.calls == 1  # the first request, on a token with 200 s left
+        await clock.advance(100)  # 150 s after minting: half its lifetime left
+        assert endpoint.calls == 1 and await m.token(min_valid=600) == "a-new-1"
+        await clock.advance(50)
+        await eventually_async(lambda: endpoint.calls == 2, what="the scheduled refresh at half the lifetime")
+        for _ in range(20):  # a token minted seconds ago is never refreshed again
+            await m.token(min_valid=600)
+            await clock.advance(1)
+        assert endpoint.calls == 2 and endpoint.reused == 0
+    finally:
+        await m.stop()

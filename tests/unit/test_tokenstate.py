@@ -118,3 +118,16 @@ def test_removed_and_signed_out():
     assert gone.login is None and "removed from file:/x" in (gone.last_error or "")
     out = ts.signed_out(held(next_retry_at=NOW), "invalid_grant")
     assert out.signed_out_reason == "the login was refused (invalid_grant)" and out.next_retry_at is None
+
+
+def test_a_margin_longer_than_the_lifetime_is_clamped_and_a_fresh_token_is_left_alone():
+    st = ts.adopted(ts.TokenState(), login(expires=NOW + 300), NOW, refreshed=True)  # a 300-s token, just minted
+    assert st.lifetime == 300
+    assert not ts.request_refreshes(st, "own", 600, NOW + 5)  # minted seconds ago
+    assert not ts.request_refreshes(st, "own", 600, NOW + 100)  # 200 s left: more than half its lifetime
+    assert ts.request_refreshes(st, "own", 600, NOW + 160)  # under half left
+    assert ts.due_at(st, R) == NOW + 150  # not "at once": 300 s ahead would be its whole life
+    tiny = ts.adopted(ts.TokenState(), login(expires=NOW + 20), NOW, refreshed=True)
+    assert ts.due_at(tiny, R) == NOW + 20  # never before it is MIN_TOKEN_AGE old, never after expiry
+    adopted = ts.adopted(ts.TokenState(), login(expires=NOW + 500), NOW)  # the host's: lifetime unknown
+    assert ts.request_refreshes(adopted, "own", 600, NOW)
