@@ -137,6 +137,18 @@ def check_running(config: Config) -> tuple[list[Finding], dict | None]:
     return out, st
 
 
+def check_pending_login(config: Config) -> list[Finding]:
+    """With no broker running: a refreshed login it saved that no store was known to hold."""
+    from broker.login.pending_file import NAME, PendingFile
+
+    pending = PendingFile(config.state_dir / NAME).load()
+    if pending is None:
+        return []
+    return [Finding(PROBLEM, f"the login could not be written back to {pending.source or 'its store'}: the broker "
+                             f"stopped first; the broker holds the current login ({config.state_dir / NAME})",
+                    "start the broker (`inference-broker run`): it writes the login back at once")]
+
+
 def check_sandbox_dir(config: Config, name: str, key_hash: str) -> list[Finding]:
     """The sandbox's Claude Code dir: there, private, and holding the sandbox's current key."""
     rotate = f"`inference-broker docker-args {name} --rotate` writes it with a new key"
@@ -192,6 +204,8 @@ def run_checks(config: Config, profile: Profile, sources: list[CredentialSource]
     findings += check_listen(config, bridges.bridge_gateway(config.docker_bridge))
     running, status = check_running(config)
     findings += running
+    if status is None:
+        findings += check_pending_login(config)
     if sandbox:
         findings += check_sandbox(config, sandbox, status)
     return findings
