@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 class RefreshSteps:
     def __init__(self, manager: "TokenManager", trigger: str) -> None:
         self.m, self.trigger = manager, trigger
+        self.done = False  # the refresh (or adoption) finished; what fails after it is only logged
 
     async def run(self, source: CredentialSource) -> None:
         try:
@@ -40,6 +41,7 @@ class RefreshSteps:
                 async with held(lambda cancel: source.refresh_lock(cancel=cancel)):
                     fp.reached(fp.LOCKS_TAKEN)
                     if await self.adopt_if_rotated_elsewhere(self.trigger):
+                        self.done = True
                         return
                     await self.spend_refresh_token(source)
             fp.reached(fp.LOCKS_RELEASED)
@@ -48,8 +50,9 @@ class RefreshSteps:
         except Exception as exc:  # anything else: a failed refresh, never a crash; a pair stays pending
             log.error("token refresh failed unexpectedly: %s", describe(exc))
             if self.m.state.pending is not None:
+                await self.m.save_pending(self.m.state.pending)  # it may have failed before its save
                 self.save_failed(source, exc)
-            else:
+            elif not self.done:
                 await self.after_failure(RefreshError(describe(exc), kind=RefreshError.TRANSIENT))
 
     async def adopt_if_rotated_elsewhere(self, trigger: str) -> bool:
@@ -114,6 +117,7 @@ class RefreshSteps:
             self.save_failed(source, exc)
             return
         await self.m.pending_written()
+        self.done = True
         if decision.action == wb.GONE:
             self.m.forget_removed_login(self.trigger)
         elif decision.action == wb.KEEP_THEIRS and decision.theirs is not None:
@@ -128,6 +132,9 @@ class RefreshSteps:
                 self.m.events.record(self.trigger, "written back", None, new)
 
     def save_failed(self, source: CredentialSource, exc: BaseException) -> None:
+        pending = self.m.state.pending
+        if pending is not None and not same_tokens(pending.login, self.m.state.login):
+            self.m.adopt(pending.login, source, "refreshed", self.trigger, refreshed=True)  # serve on it
         why = describe(exc)
         self.m.state = ts.save_failed(self.m.state, source.label, why, self.m.settings, self.m.jitter(),
                                       self.m.clock.time())

@@ -110,6 +110,8 @@ class TokenManager:
                     await task
                 except (asyncio.CancelledError, Exception):
                     pass
+        if self.state.pending is not None:  # not written back yet: the next start finds it on disk
+            await self.save_pending(self.state.pending)
 
     def _changed_from_thread(self) -> None:
         loop = self._loop

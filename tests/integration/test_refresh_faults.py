@@ -45,6 +45,13 @@ def stored(creds: Path) -> dict:
     return json.loads(creds.read_text())
 
 
+def written_back(broker: BrokerProcess) -> bool:
+    """The store holds what the broker serves, and the broker says nothing is left to write."""
+    token = broker.status()["token"]
+    return (token.get("writeback_problem") is None
+            and token["fingerprint"] == fingerprint(stored(broker.creds)["claudeAiOauth"]["accessToken"]))
+
+
 def let_killed_locks_go_stale(creds: Path) -> None:
     """Time passes: the locks a killed broker held are untouched for longer than their stale
     time, as Claude Code (and a restarted broker) will find them (tests/integration/
@@ -78,8 +85,8 @@ def test_a_fault_at_any_step_of_a_refresh_signs_nobody_out_and_spends_no_token_t
                 assert "unreadable reply" not in asked.stderr, asked.stderr
                 # serving throughout (a refresh that failed before spending anything is retried)
                 assert broker.status()["token"]["state"] in ("valid", "expiring", "refreshing")
-                eventually(lambda: not pending.exists(), 20, "the write-back retried after the fault")
-                assert broker.stop() == 0
+                eventually(lambda: written_back(broker), 20, "the write-back retried after the fault")
+                assert not pending.exists() and broker.stop() == 0
             broker.env_extra.pop(ENV)
             broker.start()  # the plain broker, restarted
             eventually(lambda: not pending.exists(), 20, "a saved pair written back after the restart")

@@ -11,6 +11,7 @@ import pytest
 from broker.status import snapshot as s
 from broker.config.settings import RefreshSettings
 from broker.common.errors import CredentialsError, NotLoggedIn, RefreshError, SourceUnavailable
+from broker.common import fault_points
 from broker.login import pending as pd
 from broker.login.token_manager import TokenManager
 from tests.fakes.clock import FakeClock
@@ -263,3 +264,55 @@ async def test_short_lived_tokens_do_not_make_every_request_a_refresh(store, clo
         assert endpoint.calls == 2 and endpoint.reused == 0
     finally:
         await m.stop()
+
+
+async def test_a_pair_that_failed_before_its_record_was_saved_is_saved_and_survives_a_stop(
+        make, store, endpoint, clock, pending_path):
+    """An exception right after the answer (before the write-ahead save) keeps the pair, saves
+    it, and a broker stopped before the retry finds it again."""
+    def fail_at_the_answer(step: str) -> None:
+        if step == fault_points.ANSWER_RECEIVED:
+            raise RuntimeError("injected")
+
+    fault_points.arm(fail_at_the_answer)
+    try:
+        first = await make()
+        await first.refresh("manual")
+    finally:
+        fault_points.arm(None)
+    assert await first.token() == "a-new-1" and pending_path.exists()
+    await first.stop()
+    second = await make()
+    await eventually_async(lambda: store.doc()["claudeAiOauth"]["refreshToken"] == "r-new-1",
+                           what="the saved pair written back")
+    assert await second.token() == "a-new-1" and endpoint.reused == 0
+
+
+@pytest.mark.parametrize("step", fault_points.STEPS)
+async def test_an_exception_at_any_step_of_a_refresh_keeps_the_login_and_spends_nothing_twice(
+        make, store, endpoint, clock, pending_path, step):
+    """The fault matrix in one process: the broker-process version with SIGKILLs is
+    tests/integration/test_refresh_faults.py."""
+    fired: list[str] = []
+
+    def fail_once(reached: str) -> None:
+        if reached == step and not fired:
+            fired.append(reached)
+            raise RuntimeError(f"injected at {reached}")
+
+    fault_points.arm(fail_once)
+    try:
+        m = await make()
+        await m.refresh("manual")
+        assert fired == [step]
+        assert m.status().state in (s.VALID, s.EXPIRING)  # a failed refresh keeps the valid token
+        await clock.advance(10)  # the retry: of the refresh, or of the write-back
+    finally:
+        fault_points.arm(None)
+    await eventually_async(lambda: not m.refreshing and not m.state.unsaved and m.login is not None
+                           and store.doc()["claudeAiOauth"]["refreshToken"] == m.login.refresh_token,
+                           what="the broker and the store agreeing again")
+    assert m.login.refresh_token in endpoint.live and endpoint.reused == 0
+    assert m.status().state == s.VALID and not pending_path.exists()
+    await m.refresh("manual")  # and the stored refresh token works
+    assert endpoint.reused == 0 and store.doc()["claudeAiOauth"]["refreshToken"] == m.login.refresh_token
