@@ -61,6 +61,7 @@ async def test_refresh_with_the_store_unreadable_keeps_the_pair_and_status_and_d
     creds.write_bytes(before)  # back as it was: its refresh token is spent, the broker's pair goes in
     await b.service.tokens.reload("watch")
     await b.service.tokens._retry_unsaved_write()
-    assert not pending.exists() and json.loads(creds.read_text())["claudeAiOauth"]["accessToken"] == await b.service.tokens.token()
+    served = await b.service.tokens.token()
+    assert not pending.exists() and json.loads(creds.read_text())["claudeAiOauth"]["accessToken"] == served
     for secret in b.secrets().values():
         assert secret not in out

@@ -2,8 +2,9 @@
 
 Every test records each outcome as it observes it (`outcomes.observe`), before it asserts
 anything: a bad input refused, accepted, crashed or answered otherwise; a fault survived or
-not. A regression then shows as a number in the table as well as a failed test. The session prints the table (and writes it as JSON for `make reliability`
-and the README) when the suite ran, passed or not.
+not. A regression then shows as a number in the table as well as a failed test. The session
+prints the table (and writes it as JSON for `make reliability` and the README) when the suite
+ran, passed or not.
 """
 
 from __future__ import annotations
