@@ -65,6 +65,7 @@ class TokenManager:
         self.lock_path, self.on_change, self.login_hint, self.jitter = lock_path, on_change, login_hint, jitter
         self.state = ts.TokenState()
         self.pending_file = PendingFile(pending_path) if pending_path is not None else None
+        self._record_settled = False  # a store read settled the record; `_drop_settled_record` removes it
         self.source: CredentialSource | None = None
         self.events = TokenEvents(record, self.clock, lambda: self.source)
         self._lock = asyncio.Lock()  # one reload or refresh at a time
@@ -173,6 +174,7 @@ class TokenManager:
         """Re-read the sources and adopt a login that changed (a new `claude /login`)."""
         async with self._lock:
             self._take_in(*await asyncio.to_thread(self._read_sources), trigger)
+            await self._drop_settled_record()
 
     def load_now(self) -> None:
         """Read the sources once, synchronously (for `status`/`doctor` with no broker running)."""
@@ -235,16 +237,16 @@ class TokenManager:
             self.state = ts.write_soon(self.state, self.clock.time())
         elif verdict == ts.HELD:  # it holds the pending pair: written back after all
             self.state = ts.saved(self.state)
-            self._clear_pending_soon()
+            self._record_settled = True
         elif verdict == ts.ADOPT and login is not None:
             if self.state.pending is not None:  # a new login replaced ours: theirs wins
                 self.state = ts.saved(self.state)
-                self._clear_pending_soon()
+                self._record_settled = True
             self.adopt(login, source, "adopted", trigger)
         elif verdict == ts.REMOVED:
             if self.state.pending is not None:
                 self.state = ts.saved(self.state)
-                self._clear_pending_soon()
+                self._record_settled = True
             self.forget_removed_login(trigger)
         elif self.state.login is None:
             self.state = replace(self.state, last_error=load_error)
@@ -255,14 +257,16 @@ class TokenManager:
         if self.state != before:
             self._changed()
 
-    def _clear_pending_soon(self) -> None:
-        if self.pending_file is None:
-            return
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:  # offline (`status` with no broker): leave the record to the broker
-            return
-        asyncio.ensure_future(asyncio.to_thread(self.pending_file.clear))
+    async def _drop_settled_record(self) -> None:
+        """Remove the record a read of the store settled (held, or replaced by a new login).
+        Runs under the manager's lock, as every save does, so it never removes a newer one."""
+        if self._record_settled:
+            self._record_settled = False
+            if self.pending_file is not None:
+                try:
+                    await asyncio.to_thread(self.pending_file.clear)
+                except OSError as exc:
+                    log.error("could not remove %s: %s", self.pending_file.path, exc)
 
     def forget_removed_login(self, trigger: str) -> None:
         where = self.source.label if self.source else "its store"
@@ -288,6 +292,7 @@ class TokenManager:
             try:
                 if self.mode != "own" or self.refresher is None or self.source is None:
                     self._take_in(*await asyncio.to_thread(self._read_sources), trigger)
+                    await self._drop_settled_record()
                     return
                 await RefreshSteps(self, trigger).run(self.source)
             finally:
