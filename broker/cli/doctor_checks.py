@@ -128,8 +128,25 @@ def check_running(config: Config) -> tuple[list[Finding], dict | None]:
         return [Finding(WARN, "the broker is not running", "start it with `inference-broker run`")], None
     st = reply["status"]
     level = OK if st["token"]["state"] in ("valid", "refreshing") else PROBLEM
-    return [Finding(OK, "the broker is running on " + ", ".join(st["listen"])),
-            Finding(level, f"token {st['token']['state']}: {st['token']['reason']}")], st
+    out = [Finding(OK, "the broker is running on " + ", ".join(st["listen"])),
+           Finding(level, f"token {st['token']['state']}: {st['token']['reason']}")]
+    unsaved = st["token"].get("writeback_problem")
+    if unsaved:
+        out.append(Finding(PROBLEM, unsaved, "the broker retries on its own; make the store writable "
+                                             "(free disk space, unlock the keychain, fix the file's permissions)"))
+    return out, st
+
+
+def check_pending_login(config: Config) -> list[Finding]:
+    """With no broker running: a refreshed login it saved that no store was known to hold."""
+    from broker.login.pending_file import NAME, PendingFile
+
+    pending = PendingFile(config.state_dir / NAME).load()
+    if pending is None:
+        return []
+    return [Finding(PROBLEM, f"the login could not be written back to {pending.source or 'its store'}: the broker "
+                             f"stopped first; the broker holds the current login ({config.state_dir / NAME})",
+                    "start the broker (`inference-broker run`): it writes the login back at once")]
 
 
 def check_sandbox_dir(config: Config, name: str, key_hash: str) -> list[Finding]:
@@ -187,6 +204,8 @@ def run_checks(config: Config, profile: Profile, sources: list[CredentialSource]
     findings += check_listen(config, bridges.bridge_gateway(config.docker_bridge))
     running, status = check_running(config)
     findings += running
+    if status is None:
+        findings += check_pending_login(config)
     if sandbox:
         findings += check_sandbox(config, sandbox, status)
     return findings

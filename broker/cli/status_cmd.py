@@ -23,12 +23,13 @@ def offline_status(config: Config) -> dict[str, Any]:
     """What a broker would see now, when none is running: read the login ourselves."""
     from broker.sandboxes.key_store import KeyStore
     from broker.config.files import profile_for
+    from broker.login.pending_file import NAME as PENDING_NAME
     from broker.login.source_setup import build_sources
     from broker.login.token_manager import TokenManager
 
     profile = profile_for(config)
     tokens = TokenManager(build_sources(config, profile), None, config.refresh,
-                          login_hint=login_hint(profile.login_hint))
+                          login_hint=login_hint(profile.login_hint), pending_path=config.state_dir / PENDING_NAME)
     tokens.load_now()
     token = tokens.status()
     with KeyStore(config.keystore_path) as store:

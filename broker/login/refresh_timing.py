@@ -14,16 +14,32 @@ from broker.config.settings import RefreshSettings
 from broker.common.wording import CLAUDE_LOGIN_HINT, duration_words  # noqa: F401 - duration_words re-exported
 
 
-def refresh_due_at(expires_at: float, obtained_at: float | None, settings: RefreshSettings) -> float:
+# A token's lifetime bounds how early it is refreshed: with tokens shorter than the margins
+# (an endpoint issuing 300-second tokens against a 5-minute `ahead_min_seconds` or a 10-minute
+# `proxy_margin_seconds`), every request and every wake-up would refresh again at once.
+MAX_AHEAD_SHARE = 0.5  # never refresh with more than this share of a known lifetime left
+MIN_TOKEN_AGE = 60.0  # and never a token we minted less than this many seconds ago
+
+
+def refresh_due_at(expires_at: float, obtained_at: float | None, settings: RefreshSettings,
+                   minted_lifetime: float | None = None) -> float:
     """The moment to start refreshing a token that expires at `expires_at`.
 
-    The lifetime is known for tokens we refreshed ourselves; for one we adopted, the time we
-    first saw it gives a lower bound, which errs towards refreshing a little late rather
-    than refreshing a token the host just rotated.
+    The lifetime is known for tokens we refreshed ourselves (`minted_lifetime`); for one we
+    adopted, the time we first saw it gives a lower bound, which errs towards refreshing a
+    little late rather than refreshing a token the host just rotated.
     """
     lifetime = expires_at - obtained_at if obtained_at is not None else 0.0
     ahead = max(settings.ahead_min_seconds, settings.ahead_fraction * max(lifetime, 0.0))
-    return expires_at - ahead
+    if minted_lifetime is None or obtained_at is None:
+        return expires_at - ahead
+    due = expires_at - clamp_margin(ahead, minted_lifetime)
+    return min(max(due, obtained_at + MIN_TOKEN_AGE), expires_at)
+
+
+def clamp_margin(margin: float, lifetime: float | None) -> float:
+    """A margin (how much validity is wanted) no larger than a share of a known lifetime."""
+    return margin if lifetime is None else min(margin, MAX_AHEAD_SHARE * max(lifetime, 0.0))
 
 
 def backoff_delay(attempt: int, settings: RefreshSettings, jitter: float,

@@ -15,10 +15,12 @@ import contextlib
 from abc import ABC, abstractmethod
 from typing import Any, Callable, ContextManager, Protocol
 
+from broker.common import fault_points
 from broker.config.settings import Config
 from broker.login.credentials import OAuthLogin, parse_login, serialize_login
 from broker.common.errors import CredentialsError
 from broker.config.profiles import Profile
+from broker.login.pending import Pending
 from broker.login.writeback import Stored, WriteBack, decide, stored
 
 Unwatch = Callable[[], None]
@@ -64,13 +66,15 @@ class CredentialSource(ABC):
     def write_text(self, text: str) -> None:
         raise NotImplementedError(f"{type(self).__name__} cannot write back a rotated login")
 
-    def write_back(self, base: OAuthLogin, new: OAuthLogin, **lock_kw: Any) -> WriteBack:
+    def write_back(self, base: OAuthLogin | Pending, new: OAuthLogin, **lock_kw: Any) -> WriteBack:
         """Write `new` (refreshed from `base`) unless the store moved on meanwhile."""
         with self.write_lock(**lock_kw):
             now: Stored = stored(self.read_text())
+            fault_points.reached(fault_points.STORE_READ)
             decision = decide(now, base, new)
             if decision.document is not None:
                 self.write_text(decision.document)
+            fault_points.reached(fault_points.STORE_WRITTEN)
         return decision
 
 

@@ -4,9 +4,11 @@ Rules (DESIGN.md "Token lifecycle"): refresh ahead of expiry and on an upstream 
 refresh in flight however many callers ask; a refresh runs under the broker's own lock (two
 brokers) and under Claude Code's locks (the host's Claude Code waits, then adopts our pair
 instead of spending the same single-use refresh token); inside them re-read the store and
-adopt a pair someone else already rotated; write the new pair back with a compare-and-swap
-before using it; after `invalid_grant` re-read once more before declaring "signed out"; on
-failure keep serving the still-valid token and back off with jitter.
+adopt a pair someone else already rotated; save the new pair in the broker's own state the
+moment the endpoint answers (write-ahead, `pending_file`), then write it back with a
+compare-and-swap; a store still holding a refresh token we spent is never believed; after
+`invalid_grant` re-read once more before declaring "signed out"; on failure keep serving the
+still-valid token and back off with jitter.
 
 The decisions live in broker/login/token_state.py; this module does the I/O around them.
 """
@@ -20,8 +22,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from broker.login import pending as pd
 from broker.login import token_status as snap
 from broker.login import token_state as ts
+from broker.login.pending_file import PendingFile
 from broker.common.clock import Clock, SystemClock, iso
 from broker.config.settings import RefreshSettings
 from broker.login.credentials import OAuthLogin
@@ -50,6 +54,7 @@ class TokenManager:
         *,
         clock: Clock | None = None,
         lock_path: Path | None = None,
+        pending_path: Path | None = None,
         record: Callable[[dict[str, Any]], None] = lambda event: None,
         on_change: Callable[[], None] = lambda: None,
         login_hint: str = "run `claude /login` on the host",
@@ -59,6 +64,8 @@ class TokenManager:
         self.clock = clock or SystemClock()
         self.lock_path, self.on_change, self.login_hint, self.jitter = lock_path, on_change, login_hint, jitter
         self.state = ts.TokenState()
+        self.pending_file = PendingFile(pending_path) if pending_path is not None else None
+        self._record_settled = False  # a store read settled the record; `_drop_settled_record` removes it
         self.source: CredentialSource | None = None
         self.events = TokenEvents(record, self.clock, lambda: self.source)
         self._lock = asyncio.Lock()  # one reload or refresh at a time
@@ -85,6 +92,7 @@ class TokenManager:
     # -- lifecycle
     async def start(self, watch: bool = True) -> None:
         self._loop = asyncio.get_running_loop()
+        await self._restore_pending()
         await self.reload("start")
         if watch:
             for source in self.sources:
@@ -103,6 +111,8 @@ class TokenManager:
                     await task
                 except (asyncio.CancelledError, Exception):
                     pass
+        if self.state.pending is not None:  # not written back yet: the next start finds it on disk
+            await self.save_pending(self.state.pending)
 
     def _changed_from_thread(self) -> None:
         loop = self._loop
@@ -164,10 +174,58 @@ class TokenManager:
         """Re-read the sources and adopt a login that changed (a new `claude /login`)."""
         async with self._lock:
             self._take_in(*await asyncio.to_thread(self._read_sources), trigger)
+            await self._drop_settled_record()
 
     def load_now(self) -> None:
         """Read the sources once, synchronously (for `status`/`doctor` with no broker running)."""
+        pending = self.pending_file.load() if self.pending_file is not None else None
+        if pending is not None:
+            self._restore(pending, offline=True)
         self._take_in(*self._read_sources(), "offline")
+
+    # -- the write-ahead record
+    async def _restore_pending(self) -> None:
+        if self.pending_file is None:
+            return
+        pending = await asyncio.to_thread(self.pending_file.load)
+        if pending is not None:
+            self._restore(pending)
+
+    def _restore(self, pending: pd.Pending, offline: bool = False) -> None:
+        """A pair a broker saved and no store was known to hold: serve on it, write it back."""
+        REGISTRY.add(pending.login.access_token, pending.login.refresh_token)
+        self.source = next((s for s in self.sources if s.label == pending.source), None) or next(
+            (s for s in self.sources if s.refreshable and s.unavailable() is None), self.source)
+        self.state = ts.restored(self.state, pending, self.clock.time())
+        if offline:  # `status` with no broker running: say so, touch nothing
+            self.state = replace(self.state, save_error=(
+                f"the login could not be written back to {pending.source or 'its store'}: the broker stopped "
+                "first; the broker holds the current login and writes it back when it starts"))
+            return
+        self.events.record("start", "restored", None, pending.login)
+        log.warning("found a login saved by the broker before the store held it; writing it back to %s",
+                    self.source.label if self.source else "its store")
+
+    async def save_pending(self, pending: pd.Pending) -> None:
+        """The write-ahead: durable before anything else happens. A failure is logged, not raised
+        (the pair is held in memory, and the write-back goes on)."""
+        if self.pending_file is None:
+            return
+        try:
+            await asyncio.to_thread(self.pending_file.save, pending)
+        except Exception as exc:
+            log.error("could not save the new login in %s (%s); keeping it in memory",
+                      self.pending_file.path, REGISTRY.scrub(str(exc)))
+
+    async def pending_written(self) -> None:
+        """A store holds the pending pair: forget it, here and on disk."""
+        self.state = ts.saved(self.state)
+        if self.pending_file is not None:
+            try:
+                await asyncio.to_thread(self.pending_file.clear)
+            except OSError as exc:
+                log.error("could not remove %s: %s", self.pending_file.path, exc)
+        self._changed()
 
     def _take_in(self, login: OAuthLogin | None, source: CredentialSource | None, problems: list[str],
                  trigger: str) -> None:
@@ -175,9 +233,20 @@ class TokenManager:
         before = self.state
         load_error = "; ".join(problems) or None
         verdict = ts.read_verdict(self.state, login, problems)
-        if verdict == ts.ADOPT and login is not None:
+        if verdict == ts.STALE:  # the store is behind us: never its spent refresh token
+            self.state = ts.write_soon(self.state, self.clock.time())
+        elif verdict == ts.HELD:  # it holds the pending pair: written back after all
+            self.state = ts.saved(self.state)
+            self._record_settled = True
+        elif verdict == ts.ADOPT and login is not None:
+            if self.state.pending is not None:  # a new login replaced ours: theirs wins
+                self.state = ts.saved(self.state)
+                self._record_settled = True
             self.adopt(login, source, "adopted", trigger)
         elif verdict == ts.REMOVED:
+            if self.state.pending is not None:
+                self.state = ts.saved(self.state)
+                self._record_settled = True
             self.forget_removed_login(trigger)
         elif self.state.login is None:
             self.state = replace(self.state, last_error=load_error)
@@ -187,6 +256,17 @@ class TokenManager:
                 log.warning("credentials unreadable, keeping the last good token: %s", load_error)
         if self.state != before:
             self._changed()
+
+    async def _drop_settled_record(self) -> None:
+        """Remove the record a read of the store settled (held, or replaced by a new login).
+        Runs under the manager's lock, as every save does, so it never removes a newer one."""
+        if self._record_settled:
+            self._record_settled = False
+            if self.pending_file is not None:
+                try:
+                    await asyncio.to_thread(self.pending_file.clear)
+                except OSError as exc:
+                    log.error("could not remove %s: %s", self.pending_file.path, exc)
 
     def forget_removed_login(self, trigger: str) -> None:
         where = self.source.label if self.source else "its store"
@@ -212,6 +292,7 @@ class TokenManager:
             try:
                 if self.mode != "own" or self.refresher is None or self.source is None:
                     self._take_in(*await asyncio.to_thread(self._read_sources), trigger)
+                    await self._drop_settled_record()
                     return
                 await RefreshSteps(self, trigger).run(self.source)
             finally:
@@ -222,12 +303,16 @@ class TokenManager:
         self._changed()
 
     async def _retry_unsaved_write(self) -> None:
-        base, login, source = self.state.unsaved_base, self.state.login, self.source
-        if base is None or login is None or source is None:
-            self.state = ts.saved(self.state)
-            return
         async with self._lock:
-            await RefreshSteps(self, "retry").write_back(source, base, login, outcome="written back")
+            pending, source = self.state.pending, self.source
+            if pending is None:
+                return
+            if source is None:
+                self.state = ts.save_failed(self.state, "its store", "no store to write it to is available",
+                                            self.settings, self.jitter(), self.clock.time())
+                return
+            await self.save_pending(pending)  # again, in case the first save failed
+            await RefreshSteps(self, "retry").write_back(source, pending)
 
     # -- scheduling
     async def _schedule(self) -> None:
@@ -271,8 +356,8 @@ class TokenManager:
         state, reason = token_state(ts.facts(st, self.mode, self.settings, now, self.login_hint))
         if st.load_error and login is not None:
             reason += f" (keeping the last good token: {st.load_error})"
-        if st.unsaved:
-            reason += " (the rotated token could not be written back yet)"
+        if st.save_error:
+            reason += f" ({st.save_error})"
         return snap.TokenStatus(
             state=state,
             reason=reason,
@@ -284,4 +369,5 @@ class TokenManager:
             rate_limit_tier=login.rate_limit_tier if login else None,
             next_retry_at=st.next_retry_at,
             mode=self.mode,
+            writeback_problem=st.save_error,
         )

@@ -34,11 +34,16 @@ class TokenStatus:
     rate_limit_tier: str | None = None
     next_retry_at: float | None = None  # when a failing refresh is tried again
     mode: str = "own"  # refresh.mode: own | follow | static
+    # "the login could not be written back to STORE: REASON; the broker holds the current
+    # login", until the store holds the pair the broker refreshed
+    writeback_problem: str | None = None
 
     def __post_init__(self) -> None:
         # Every face (status --json, tray, notifications) reads `reason` from here: a second
         # line behind the errors, which are scrubbed where they are made.
         object.__setattr__(self, "reason", scrub(self.reason))
+        if self.writeback_problem is not None:
+            object.__setattr__(self, "writeback_problem", scrub(self.writeback_problem))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -51,4 +56,5 @@ class TokenStatus:
             "subscription_type": self.subscription_type,
             "rate_limit_tier": self.rate_limit_tier,
             "next_retry_at": iso(self.next_retry_at),
+            "writeback_problem": self.writeback_problem,
         }

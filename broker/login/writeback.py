@@ -10,6 +10,9 @@ Between our read and our write the host's Claude Code may have changed the store
 - gone (`claude /logout`): write nothing, sign out;
 - unreadable: write ours (a store that cannot be parsed logs the host out anyway, and ours is
   the only valid pair).
+
+"The pair we refreshed from" is a login, or a `Pending` record (after a restart or a failed
+write), which knows the digests of every refresh token its pair replaced.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 from broker.login.credentials import OAUTH_KEY, OAuthLogin, parse_login, serialize_login
 from broker.common.errors import CredentialsError
+from broker.login.pending import Pending
 
 LOGIN, CLEARED, MISSING, UNREADABLE = "login", "cleared", "missing", "unreadable"
 WRITE, RESTORE, KEEP_THEIRS, GONE = "write", "restore", "keep-theirs", "gone"
@@ -67,8 +71,9 @@ class WriteBack:
         return f"WriteBack({self.action!r})"
 
 
-def decide(now: Stored, base: OAuthLogin, new: OAuthLogin) -> WriteBack:
-    """`base` is the login we refreshed from, `new` the pair the endpoint gave for it."""
+def decide(now: Stored, base: OAuthLogin | Pending, new: OAuthLogin) -> WriteBack:
+    """`base` is the login we refreshed from (or the record of what `new` replaced), `new` the
+    pair the endpoint gave for it."""
     if now.kind == MISSING:
         return WriteBack(GONE)
     if now.kind == CLEARED:
@@ -76,15 +81,22 @@ def decide(now: Stored, base: OAuthLogin, new: OAuthLogin) -> WriteBack:
     if now.kind == UNREADABLE:
         return WriteBack(WRITE, serialize_login(new))
     assert now.login is not None
-    if now.login.refresh_token != base.refresh_token or (
-            now.login.refresh_token is None and now.login.access_token != base.access_token):
+    if not _from_base(now.login, base):
         return WriteBack(KEEP_THEIRS, theirs=now.login)
     return WriteBack(WRITE, serialize_login(replace(new, raw=now.doc)))
+
+
+def _from_base(held: OAuthLogin, base: OAuthLogin | Pending) -> bool:
+    if isinstance(base, Pending):
+        return base.replaces(held) or base.held_by(held)
+    if held.refresh_token is None:
+        return base.refresh_token is None and held.access_token == base.access_token
+    return held.refresh_token == base.refresh_token
 
 
 def _document(text: str | bytes) -> dict[str, Any] | None:
     try:
         doc = json.loads(text)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # a document nested past the stack
         return None
     return doc if isinstance(doc, dict) else None

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from broker.common.errors import BrokerError, BrokerNotRunning
+from broker.common.redact import scrub
 
 log = logging.getLogger(__name__)
 
@@ -74,19 +75,7 @@ class ControlServer:
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             line = await reader.readline()
-            try:
-                request = json.loads(line)
-                if not isinstance(request, dict):
-                    raise ValueError("not an object")
-                if not self._authorised(request):
-                    raise BrokerError("control request without the right secret")
-                request.pop("secret", None)
-                reply = await self.handle(request)
-            except BrokerError as exc:
-                reply = {"ok": False, "error": exc.message, "title": exc.title}
-            except (ValueError, KeyError, TypeError) as exc:
-                reply = {"ok": False, "error": f"bad request: {exc}"}
-            writer.write(json.dumps(reply).encode() + b"\n")
+            writer.write(await self._answer(line) + b"\n")
             await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
@@ -94,6 +83,40 @@ class ControlServer:
             log.error("control request failed: %s", exc)
         finally:
             writer.close()
+
+
+    async def _answer(self, line: bytes) -> bytes:
+        """One JSON reply line for one request line, whatever happens inside the operation:
+        a failure becomes an error reply with its reason, never a closed socket."""
+        request: Any = None
+        try:
+            try:
+                request = json.loads(line)
+            except (ValueError, RecursionError) as exc:
+                raise _BadRequest(f"bad request: {exc}") from None
+            if not isinstance(request, dict):
+                raise _BadRequest("bad request: not an object")
+            if not self._authorised(request):
+                raise BrokerError("control request without the right secret")
+            request.pop("secret", None)
+            reply = await self.handle(request)
+            return json.dumps(reply).encode()
+        except _BadRequest as exc:
+            reply = {"ok": False, "error": str(exc)}
+        except BrokerError as exc:
+            reply = {"ok": False, "error": exc.message, "title": exc.title}
+        except (KeyError, ValueError) as exc:  # a field missing or malformed in the request
+            reply = {"ok": False, "error": f"bad request: {type(exc).__name__}: {exc}"}
+        except Exception as exc:  # a bug or a failure inside the operation: say what, keep serving
+            op = request.get("op") if isinstance(request, dict) else None
+            why = scrub(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)[:500]
+            log.error("control request %r failed: %s", str(op)[:40], why)
+            reply = {"ok": False, "error": f"the broker could not do {str(op)[:40]!r}: {why}"}
+        return json.dumps(reply).encode()
+
+
+class _BadRequest(Exception):
+    pass
 
 
 def _connect(path: Path, payload: dict[str, Any], tcp: bool, timeout: float) -> socket.socket:

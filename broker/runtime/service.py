@@ -45,6 +45,7 @@ from broker.login.source_setup import build_sources
 from broker.usage.accounting import Metering
 from broker.usage.plan_watch import PlanWatch
 from broker.login.token_manager import TokenManager
+from broker.login.pending_file import NAME as PENDING_NAME
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,8 @@ class Service:
                      if self.profile.auth_kind == "oauth" and token_url else None)
         self.tokens = TokenManager(
             build_sources(config, self.profile), refresher, config.refresh,
-            lock_path=state / "locks" / "refresh.lock", record=self._record_refresh, on_change=self._changed,
+            lock_path=state / "locks" / "refresh.lock", pending_path=state / PENDING_NAME,
+            record=self._record_refresh, on_change=self._changed,
             login_hint=login_hint(self.profile.login_hint),
         )
         upstream_url = config.upstream_url or self.profile.upstream

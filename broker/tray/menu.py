@@ -51,7 +51,7 @@ def icon_state(snap: Snapshot) -> str:
     state = snap.token.state
     if state in (SIGNED_OUT, EXPIRED):
         return ERROR
-    if state == EXPIRING:
+    if state == EXPIRING or snap.token.writeback_problem:
         return WARNING
     if snap.proxy.paused:
         return PAUSED
@@ -95,6 +95,7 @@ def build_menu(snap: Snapshot) -> tuple[MenuEntry, ...]:
     return (
         MenuEntry(plan_words(token, snap.plan_label), enabled=False, default=True),
         MenuEntry(token_words(token, snap.now, snap.login_hint), enabled=False),
+        *((MenuEntry(token.writeback_problem, enabled=False),) if token.writeback_problem else ()),
         MenuEntry(f"Last refresh: {ago_words(token.last_refresh, snap.now)}", enabled=False),
         MenuEntry(proxy_words(snap), enabled=False),
         *(MenuEntry(line, enabled=False) for line in menu_lines(snap.limits)),

@@ -25,6 +25,9 @@ class MemoryStore(CredentialSource):
         self.text = text
         self.writes = 0
         self.fail_writes = 0  # the next N writes raise (a locked keychain, a full disk)
+        self.error: BaseException = SourceUnavailable("the store refused the write")  # what they raise
+        self.fail_reads = 0  # the next N reads raise `error` too
+        self.on_write: Callable[[str], None] | None = None  # sees each document before it is stored
 
     @property
     def label(self) -> str:
@@ -37,12 +40,17 @@ class MemoryStore(CredentialSource):
         return None if self.text is None else parse_login(self.text)
 
     def read_text(self) -> str | None:
+        if self.fail_reads:
+            self.fail_reads -= 1
+            raise self.error
         return self.text
 
     def write_text(self, text: str) -> None:
         if self.fail_writes:
             self.fail_writes -= 1
-            raise SourceUnavailable("the store refused the write")
+            raise self.error
+        if self.on_write is not None:
+            self.on_write(text)
         self.text, self.writes = text, self.writes + 1
 
     def save(self, login: OAuthLogin) -> None:

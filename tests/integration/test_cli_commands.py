@@ -21,7 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from broker.login import pending
+from broker.login.credentials import parse_login
 from broker.login.keychain_store import SecretStore
+from broker.login.pending_file import PendingFile
 from broker.common.redact import fingerprint
 from tests.fakes.broker_process import BrokerProcess
 from tests.fakes.login import write_login
@@ -80,6 +83,23 @@ def test_doctor_fails_on_a_login_other_users_can_read(offline: Offline) -> None:
     assert {"level": "problem", "what": f"{offline.broker.creds} is mode 0644: other users can read your Claude login",
             "fix": f"chmod 600 {offline.broker.creds}"} in findings
     assert_not_shown(shown(done), offline.access, offline.refresh)
+
+
+def test_status_and_doctor_with_no_broker_tell_of_a_login_the_broker_saved_but_never_wrote_back(
+        offline: Offline) -> None:
+    """A broker killed between the token endpoint's answer and the write-back left its record."""
+    stale = parse_login(offline.broker.creds.read_text())
+    new = stale.rotated(new_access(), new_refresh(), time.time() + 8 * 3600)
+    record = pending.after_refresh(None, stale, new, f"file:{offline.broker.creds}", time.time())
+    PendingFile(offline.broker.state_dir / "pending-login.json").save(record)
+    status, doctor = offline.broker.cli("status", "--json"), offline.broker.cli("doctor")
+    token = json.loads(status.stdout)["token"]
+    assert token["fingerprint"] == fingerprint(new.access_token)  # what the broker will serve
+    assert token["writeback_problem"].startswith(f"the login could not be written back to file:{offline.broker.creds}")
+    assert doctor.returncode == 1 and "[FAIL] the login could not be written back to" in doctor.stdout
+    assert "the broker holds the current login" in doctor.stdout and "inference-broker run" in doctor.stdout
+    assert (offline.broker.state_dir / "pending-login.json").exists()  # the commands change nothing
+    assert_not_shown(shown(status, doctor), offline.access, offline.refresh, new.access_token, new.refresh_token)
 
 
 def test_doctor_without_a_login_says_how_to_log_in(tmp_path: Path) -> None:

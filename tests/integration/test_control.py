@@ -57,3 +57,34 @@ async def test_tcp_refuses_a_request_without_the_secret(tmp_path):
             assert reply["ok"] is False and "secret" in reply["error"]
     finally:
         await server.stop()
+
+
+async def crashing(req: dict) -> dict:
+    op = req.get("op")
+    if op == "recursion":
+        raise RecursionError("maximum recursion depth exceeded while decoding a JSON array")
+    if op == "secret":
+        raise RuntimeError("upstream said sk-ant-ort01-" + "s" * 40)
+    if op == "unserialisable":
+        return {"ok": True, "value": object()}
+    return {"ok": True}
+
+
+@pytest.mark.parametrize("op, words", [
+    ("recursion", "RecursionError: maximum recursion depth exceeded"),
+    ("secret", "RuntimeError: upstream said [redacted]"),
+    ("unserialisable", "TypeError"),
+])
+async def test_an_exception_inside_an_operation_is_an_error_reply_with_its_reason(tmp_path, op, words):
+    path = tmp_path / "broker.sock"
+    server = ControlServer(path, crashing, tcp=False)
+    await server.start()
+    try:
+        with pytest.raises(BrokerError) as caught:
+            await asyncio.to_thread(request, path, {"op": op}, 5.0, tcp=False)
+        assert "unreadable reply" not in caught.value.message
+        assert caught.value.message.startswith(f"the broker could not do {op!r}: ") and words in caught.value.message
+        assert "sk-ant-" not in caught.value.message
+        assert (await asyncio.to_thread(request, path, {"op": "ping"}, 5.0, tcp=False))["ok"]  # still serving
+    finally:
+        await server.stop()

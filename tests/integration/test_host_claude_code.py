@@ -26,10 +26,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from broker.common import fault_points
+from broker.common.redact import fingerprint
 from broker.login.claude_locks import OWNER_RECORD, HostLocks
 from broker.config.settings import Config, CredentialSettings, RefreshSettings
 from broker.runtime.service import Service
 from tests import hosttools
+from tests.fakes import fault_launcher
+from tests.fakes.broker_process import BrokerProcess
 from tests.fakes.login import write_login
 from tests.fakes.anthropic_site import FakeSite
 from tests.fakes.eventually import eventually_async
@@ -94,10 +98,10 @@ class NoHostLocks:
         return contextlib.nullcontext()
 
 
-async def run_claude(exe: Path, home: Path, shared: Shared) -> tuple[int, str]:
+async def run_claude(exe: Path, home: Path, shared: Shared, **extra_env: str) -> tuple[int, str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), **shared.mitm.client_env(),
            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "CLAUDE_CODE_MAX_RETRIES": "0",
-           "DISABLE_AUTOUPDATER": "1"}
+           "DISABLE_AUTOUPDATER": "1", **extra_env}
     proc = await asyncio.create_subprocess_exec(str(exe), "-p", "say hi", cwd=str(home), env=env,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     try:
@@ -308,3 +312,51 @@ async def test_claude_code_takes_over_the_lock_of_a_broker_that_died(shared, cap
     assert not (creds.parent / ".oauth_refresh.lock").exists()
     stored = json.loads(creds.read_text())["claudeAiOauth"]
     assert stored["refreshToken"] in shared.site.endpoint.live_refresh
+
+
+KILL_STEPS = [step for step in fault_points.STEPS if step != fault_points.ANSWER_RECEIVED]  # see test_refresh_faults
+
+
+@pytest.mark.parametrize("step", KILL_STEPS, ids=[s.replace(" ", "-") for s in KILL_STEPS])
+async def test_a_broker_killed_at_any_step_of_a_refresh_leaves_the_host_claude_code_signed_in(step, shared, capsys):
+    """The fault matrix's SIGKILL cells with the real Claude Code as the host: the broker
+    process is killed at STEP of a refresh and started again; then Claude Code, finding its
+    login near expiry, refreshes with the stored refresh token and answers. No refresh token
+    is presented twice, and the broker follows the host's new pair."""
+    exe = cli("ci")
+    say_version(exe, capsys)
+    endpoint = shared.site.endpoint
+    endpoint.slow = None
+    broker = BrokerProcess(shared.tmp / "broker", env_extra={fault_launcher.ENV: f"{step}=kill"})
+    write_login(broker.creds, *endpoint.issue(), time.time() + 8 * 3600)
+    broker.settings.update(upstream_url=shared.url, token_url=shared.url + "/v1/oauth/token",
+                           refresh={"request_timeout_seconds": 20, "backoff_initial_seconds": 0.5,
+                                    "backoff_max_seconds": 2})
+    pending = broker.state_dir / "pending-login.json"
+    try:
+        await asyncio.to_thread(broker.start, python=("-m", "tests.fakes.fault_launcher"))
+        await asyncio.to_thread(broker.cli, "refresh", timeout=60)
+        assert broker.proc is not None and await asyncio.to_thread(broker.proc.wait, 30) == -signal.SIGKILL
+        age = time.time() - 600  # time passes: the killed broker's locks go stale (the host may also
+        for lock in (*HostLocks(broker.creds.parent).refresh_locks(), HostLocks(broker.creds.parent).storage_lock()):
+            if lock.path.exists():  # take a refresh lock over from the dead owner on its own)
+                os.utime(lock.path, (age, age))
+        broker.env_extra.pop(fault_launcher.ENV)
+        await asyncio.to_thread(broker.start)
+        await eventually_async(lambda: not pending.exists(), timeout=20, what="a saved pair written back")
+        doc = json.loads(broker.creds.read_text())
+        doc["claudeAiOauth"]["expiresAt"] = int((time.time() + 200) * 1000)  # near expiry for the host
+        broker.creds.write_text(json.dumps(doc))
+        home = shared.tmp / "home"
+        home.mkdir(exist_ok=True)
+        rc, out = await run_claude(exe, home, shared, CLAUDE_CONFIG_DIR=str(broker.creds.parent))
+        assert rc == 0 and REPLY in out, out
+        assert any(s["routed_from"] for s in endpoint.seen), "Claude Code did not refresh"
+        stored = json.loads(broker.creds.read_text())["claudeAiOauth"]
+        assert endpoint.live_refresh == {stored["refreshToken"]}
+        await eventually_async(lambda: broker.status()["token"]["fingerprint"] == fingerprint(stored["accessToken"]),
+                               timeout=20, what="the broker following the host's new pair")
+        assert endpoint.reused == 0, f"{endpoint.reused} spent refresh tokens presented again"
+        assert endpoint.problems == []
+    finally:
+        await asyncio.to_thread(broker.stop)

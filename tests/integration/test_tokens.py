@@ -43,7 +43,8 @@ async def make_manager(creds, token_url, clock, events, tmp_path):
     async def make(watch: bool = False, **settings) -> TokenManager:
         cfg = RefreshSettings(**{"backoff_initial_seconds": 4.0, "request_timeout_seconds": 2.0, **settings})
         m = TokenManager([FileSource(creds)], OAuthRefresher(token_url, CLIENT_ID, cfg.request_timeout_seconds), cfg,
-                         clock=clock, lock_path=tmp_path / "locks" / "refresh.lock", record=events.append,
+                         clock=clock, lock_path=tmp_path / "locks" / "refresh.lock",
+                         pending_path=tmp_path / "state" / "pending-login.json", record=events.append,
                          jitter=lambda: 0.0)
         await m.start(watch=watch)
         managers.append(m)
@@ -293,3 +294,49 @@ async def test_a_refresh_that_finds_the_login_removed_does_not_write_it_back(mak
     await m.refresh("manual")
     assert token_endpoint.calls == 0 and not creds.exists()
     assert m.status().state == s.SIGNED_OUT
+
+
+@pytest.mark.parametrize("swap", ["directory", "nested JSON", "link to a directory"])
+async def test_a_store_that_cannot_be_read_or_written_keeps_the_pair_saved_ahead(
+        make_manager, token_endpoint, creds, clock, tmp_path, caplog, swap):
+    access, refresh = token_endpoint.issue()
+    write_login(creds, access, refresh, clock.time() + 5000)
+    before = creds.read_bytes()
+    m = await make_manager()
+    creds.unlink()
+    if swap == "directory":
+        creds.mkdir()
+    elif swap == "link to a directory":
+        (tmp_path / "elsewhere").mkdir()
+        creds.symlink_to(tmp_path / "elsewhere")
+    else:
+        creds.write_text("[" * 200_000)
+    await m.refresh("manual")
+    new = m.login
+    assert new is not None and new.access_token != access and await m.token() == new.access_token
+    assert token_endpoint.reused == 0 and new.refresh_token in token_endpoint.live_refresh
+    if swap == "nested JSON":  # unreadable but writable: ours replaces it, the only valid pair
+        assert json.loads(creds.read_text())["claudeAiOauth"]["refreshToken"] == new.refresh_token
+        assert m.status().writeback_problem is None and not m.pending_file.path.exists()
+        return
+    problem = m.status().writeback_problem
+    assert problem.startswith(f"the login could not be written back to file:{creds}: ")
+    assert problem.endswith("; the broker holds the current login")
+    saved = m.pending_file.path
+    assert os.stat(saved).st_mode & 0o777 == 0o600
+    data = saved.read_text()
+    assert new.refresh_token in data and refresh not in data  # the spent token only as a digest
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert all(t not in logged for t in (access, refresh, new.access_token, new.refresh_token))
+    # The user puts the file back as it was (its refresh token is spent): never believed.
+    if creds.is_symlink():
+        creds.unlink()
+    else:
+        creds.rmdir()
+    creds.write_bytes(before)
+    await m.reload("watch")
+    assert m.login.access_token == new.access_token
+    await clock.advance(60)
+    await eventually_async(lambda: not m.state.unsaved, what="the retried write-back")
+    assert stored(creds)["claudeAiOauth"]["refreshToken"] == new.refresh_token
+    assert not saved.exists() and m.status().writeback_problem is None and token_endpoint.reused == 0

@@ -1,7 +1,10 @@
 """The reliability suite's shared broker and the figures table it prints at the end.
 
-Every test adds what it tried and what happened to `figures`; the session prints one table
-(and writes it as JSON for `make reliability` and the README) when the suite ran.
+Every test records each outcome as it observes it (`outcomes.observe`), before it asserts
+anything: a bad input refused, accepted, crashed or answered otherwise; a fault survived or
+not. A regression then shows as a number in the table as well as a failed test. The session
+prints the table (and writes it as JSON for `make reliability` and the README) when the suite
+ran, passed or not.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ import pytest
 
 from tests.reliability.harness import Broker, start_broker
 
-FIGURES: dict[str, Any] = {"bad inputs tried": 0, "bad inputs refused": 0, "faults injected": 0,
-                           "faults survived": 0, "secrets found": 0}
+FIGURES: dict[str, Any] = {"bad inputs tried": 0, "bad inputs refused": 0, "bad inputs accepted": 0,
+                           "bad inputs crashed": 0, "bad inputs answered otherwise": 0,
+                           "faults injected": 0, "faults survived": 0, "faults not survived": 0,
+                           "secrets found": 0}
 
 
 @pytest.fixture(scope="session")

@@ -156,7 +156,9 @@ class Broker:
         """Secrets found in anything a client, the audit trail or the logs were given.
 
         A sandbox's own Claude Code dir (state/sandboxes/NAME, mounted into that sandbox) holds
-        its own key by design; any other secret there is a leak.
+        its own key by design; any other secret there is a leak. Every state file is scanned,
+        `pending-login.json` (the write-ahead record of a refreshed pair) included: it must be
+        gone once the store holds the pair, so a token in it here is a leak too.
         """
         found = [f"response: {s[:14]}…" for sent, reply in self.exchanges for s in self.secrets()
                  if s.encode() in reply and s.encode() not in sent]

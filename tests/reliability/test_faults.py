@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.eventually import eventually
+from tests.reliability.outcomes import observe
 from tests.reliability.harness import start_broker
 from tests.reliability.load import EXPECTED, exchange
 
@@ -23,10 +24,10 @@ def test_each_fault_is_a_clear_error_or_a_cut_stream(broker, figures: dict, faul
     expected = EXPECTED[fault]
     if fault in ("reset-mid-stream", "stall"):
         expected = "cut stream"  # the fault streams whatever the client asked for
+    after = exchange(broker.port, key, stream=stream)[0]  # and the next request is fine
+    observe(figures, "survived" if outcome == expected and after == "ok" else "not survived")
     assert outcome == expected, reply[:400]
-    assert exchange(broker.port, key, stream=stream)[0] == "ok"  # and the next request is fine
-    figures["faults injected"] += 1
-    figures["faults survived"] += 1
+    assert after == "ok"
 
 
 def test_a_thousand_requests_with_faults_leave_fds_and_rss_at_baseline(tmp_path: Path, figures: dict):
@@ -50,6 +51,9 @@ def test_a_thousand_requests_with_faults_leave_fds_and_rss_at_baseline(tmp_path:
         with ThreadPoolExecutor(16) as pool:
             results = list(pool.map(run, plan))
         bad = [r for r in results if r[1] != "as expected"]
+        faulted = [r for r in results if r[0]]
+        observe(figures, "survived", sum(1 for r in faulted if r[1] == "as expected"))
+        observe(figures, "not survived", sum(1 for r in faulted if r[1] != "as expected"))
         assert bad == [], bad[:10]
         try:
             eventually(lambda: b.fds() <= fds0 + 2, 10, "fds back to the baseline")
@@ -57,9 +61,6 @@ def test_a_thousand_requests_with_faults_leave_fds_and_rss_at_baseline(tmp_path:
             raise AssertionError(f"fds {fds0} -> {b.fds()}: {sorted(os.readlink(f'/proc/{b.proc.pid}/fd/{n}') for n in os.listdir(f'/proc/{b.proc.pid}/fd'))}") from None
         fds1, rss1 = b.fds(), b.rss_mib()
         assert rss1 - rss0 < 30, (rss0, rss1)
-        injected = sum(1 for _, _, f in plan if f)
-        figures["faults injected"] += injected
-        figures["faults survived"] += injected
         figures["1,000 requests with faults: fds"] = f"{fds0} -> {fds1}"
         figures["1,000 requests with faults: RSS (MiB)"] = f"{rss0:.0f} -> {rss1:.0f}"
         leaks = b.leaks()

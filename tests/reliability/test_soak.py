@@ -17,6 +17,7 @@ from tests.fakes.eventually import eventually
 from tests.fakes.login import write_login
 from tests.reliability.harness import start_broker
 from tests.reliability.load import EXPECTED, exchange
+from tests.reliability.outcomes import observe
 
 SANDBOXES = 6
 ROTATE_EVERY = 3.0
@@ -87,8 +88,8 @@ def test_soak(tmp_path: Path, figures: dict):
         figures["soak fds before/after"] = f"{fds0} -> {fds1}"
         figures["soak RSS before/after (MiB)"] = f"{rss0:.0f} -> {rss1:.0f}"
         faults = sum(v for k, v in outcomes.items() if k.startswith("fault handled"))
-        figures["faults injected"] += faults + sum(1 for k in unexpected if "fault none" not in k)
-        figures["faults survived"] += faults
+        observe(figures, "survived", faults)
+        observe(figures, "not survived", sum(v for k, v in unexpected.items() if "fault none" not in k))
         figures["secrets found"] += len(leaks)
         assert leaks == []
         assert unexpected == {}, unexpected

@@ -21,11 +21,12 @@ _spec.loader.exec_module(graph)
 # The decisions: synchronous, no sockets, no threads, no disk, no desktop. Each is tested without
 # any of those; the I/O modules beside them only move bytes and call them.
 PURE = {
-    "broker.common.api_errors", "broker.common.clock", "broker.common.errors", "broker.common.redact",
+    "broker.common.api_errors", "broker.common.clock", "broker.common.errors", "broker.common.fault_points",
+    "broker.common.redact",
     "broker.common.wording",
     "broker.config.fields", "broker.config.listen", "broker.config.profiles", "broker.config.settings",
     "broker.dashboard.auth",
-    "broker.login.credentials", "broker.login.refresh_timing", "broker.login.sources",
+    "broker.login.credentials", "broker.login.pending", "broker.login.refresh_timing", "broker.login.sources",
     "broker.login.token_state", "broker.login.token_status", "broker.login.writeback",
     "broker.proxy.audit_policy", "broker.proxy.connection_limits", "broker.proxy.exchange",
     "broker.proxy.guards", "broker.proxy.headers", "broker.proxy.inflight", "broker.proxy.protocols",

@@ -20,6 +20,7 @@ from broker.tray.menu import (
     MenuEntry,
     build_menu,
     icon_state,
+    status_text,
     tooltip,
 )
 from broker.status.snapshot import (
@@ -121,6 +122,15 @@ def test_header_shows_plan_token_and_last_refresh() -> None:
     assert menu[0].default
     assert build_menu(snap())[0].label == "Claude subscription"
     assert build_menu(snap())[2].label == "Last refresh: never"
+
+
+def test_a_login_not_yet_written_back_shows_its_own_line_and_a_warning() -> None:
+    problem = ("the login could not be written back to file:/h/.claude/.credentials.json: No space left on device; "
+               "the broker holds the current login")
+    s = snap(writeback_problem=problem)
+    assert labels(build_menu(s))[1:3] == ["Token valid for 5 h 12 min", problem]
+    assert not build_menu(s)[2].enabled and icon_state(s) == WARNING
+    assert problem in status_text(s)
 
 
 @pytest.mark.parametrize(("paused", "action", "label"), [(False, Action.PAUSE, "Pause access"), (True, Action.RESUME, "Resume access")])

@@ -2,6 +2,7 @@
 
 import pytest
 
+from broker.login import pending as pd
 from broker.login import token_state as ts
 from broker.config.settings import RefreshSettings
 from broker.login.credentials import OAuthLogin
@@ -29,10 +30,30 @@ def test_own_mode_wakes_to_refresh_when_due_or_at_the_retry():
     assert ts.next_wake(held(next_retry_at=NOW + 7), "own", R, NOW) == ts.Wake(NOW + 7, ts.REFRESH)
 
 
-def test_an_unsaved_pair_wakes_to_save_first():
-    st = ts.save_failed(held(), login(), R, NOW)
+def test_an_unsaved_pair_wakes_to_save_first_and_backs_off():
+    new = login("a2", "r2")
+    st = ts.pair_received(held(), pd.after_refresh(None, login(), new, "file:x", NOW))
+    st = ts.save_failed(st, "file:x", "No space left on device", R, 1.0, NOW)
     assert st.unsaved and ts.next_wake(st, "own", R, NOW) == ts.Wake(NOW + R.backoff_initial_seconds, ts.SAVE)
-    assert not ts.saved(st).unsaved
+    assert st.save_error == ("the login could not be written back to file:x: No space left on device; "
+                             "the broker holds the current login")
+    again = ts.save_failed(st, "file:x", "still full", R, 1.0, NOW)
+    assert again.next_save_at == NOW + 2 * R.backoff_initial_seconds  # doubled
+    assert not ts.saved(again).unsaved and ts.saved(again).save_error is None
+
+
+def test_a_store_still_holding_a_replaced_login_is_stale_never_adopted():
+    first, second = login("a2", "r2"), login("a3", "r3")
+    p1 = pd.after_refresh(None, login(), first, "file:x", NOW)
+    p2 = pd.after_refresh(p1, first, second, "file:x", NOW)  # refreshed again before any write-back
+    st = ts.pair_received(held(login=second), p2)
+    assert ts.read_verdict(st, login(), []) == ts.STALE  # the store never got the first pair
+    assert ts.read_verdict(st, first, []) == ts.STALE  # or got it and not the second
+    assert ts.read_verdict(st, second, []) == ts.HELD
+    assert ts.read_verdict(st, None, ["unreadable"]) == ts.NOTHING  # keep serving on ours
+    assert ts.read_verdict(st, login("a9", "r9"), []) == ts.ADOPT  # a new `claude /login` wins
+    assert ts.read_verdict(st, None, []) == ts.REMOVED
+    assert not ts.rotated_elsewhere(second, login(), p2) and ts.rotated_elsewhere(second, login())
 
 
 def test_follow_mode_wakes_only_to_report_the_marks_ahead():
@@ -97,3 +118,16 @@ def test_removed_and_signed_out():
     assert gone.login is None and "removed from file:/x" in (gone.last_error or "")
     out = ts.signed_out(held(next_retry_at=NOW), "invalid_grant")
     assert out.signed_out_reason == "the login was refused (invalid_grant)" and out.next_retry_at is None
+
+
+def test_a_margin_longer_than_the_lifetime_is_clamped_and_a_fresh_token_is_left_alone():
+    st = ts.adopted(ts.TokenState(), login(expires=NOW + 300), NOW, refreshed=True)  # a 300-s token, just minted
+    assert st.lifetime == 300
+    assert not ts.request_refreshes(st, "own", 600, NOW + 5)  # minted seconds ago
+    assert not ts.request_refreshes(st, "own", 600, NOW + 100)  # 200 s left: more than half its lifetime
+    assert ts.request_refreshes(st, "own", 600, NOW + 160)  # under half left
+    assert ts.due_at(st, R) == NOW + 150  # not "at once": 300 s ahead would be its whole life
+    tiny = ts.adopted(ts.TokenState(), login(expires=NOW + 20), NOW, refreshed=True)
+    assert ts.due_at(tiny, R) == NOW + 20  # never before it is MIN_TOKEN_AGE old, never after expiry
+    adopted = ts.adopted(ts.TokenState(), login(expires=NOW + 500), NOW)  # the host's: lifetime unknown
+    assert ts.request_refreshes(adopted, "own", 600, NOW)
