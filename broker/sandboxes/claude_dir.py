@@ -19,6 +19,7 @@ from typing import Iterable
 from broker.common.atomic_files import write_private
 from broker.sandboxes.key_store import check_name
 from broker.sandboxes import claude_config as cc
+from broker.sandboxes.tree_owner import chown_tree
 from broker.common.errors import BrokerError
 
 SANDBOXES = "sandboxes"
@@ -43,7 +44,7 @@ def write(state_dir: Path, name: str, key: str, plan: cc.Plan, trusted: Iterable
     config_path = path / cc.CONFIG_FILE
     existing = cc.parse_config(_read_own(config_path))
     if owner is not None:
-        _chown_tree(path, owner)  # first: a running Claude Code never meets a file it cannot read
+        chown_tree(path, owner)  # first: a running Claude Code never meets a file it cannot read
     # The sandbox writes into this dir: never follow a link it may have planted there.
     write_private(path / cc.CREDENTIALS_FILE, cc.dumps(cc.credentials_doc(key, plan)), owner=owner,
                   follow=False)
@@ -89,13 +90,6 @@ def _owner_for(path: Path, uid: int | None) -> int | None:
         return None
     check_uid(want)
     return want
-
-
-def _chown_tree(path: Path, uid: int) -> None:
-    os.chown(path, uid, uid)
-    for dirpath, dirnames, filenames in os.walk(path):
-        for entry in dirnames + filenames:
-            os.chown(os.path.join(dirpath, entry), uid, uid, follow_symlinks=False)
 
 
 def exists(state_dir: Path, name: str) -> bool:
