@@ -21,6 +21,7 @@ from broker.common.wording import duration_words
 
 BUCKET = 60.0  # seconds per bucket: retry-after is exact to the minute
 MAX_WINDOW = 31 * 86400.0  # the book keeps this much history
+MAX_TOKENS = 10**12  # far past any plan's window; SQLite's integers end near 9.2e18
 IN_FLIGHT_WAIT = 5.0  # seconds to retry after, when requests in flight hold the rest of a budget
 _SUFFIX = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
 _BUDGET = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmg]?)\s*/\s*(\d+(?:\.\d+)?)?\s*([mhdw])\s*", re.I)
@@ -62,8 +63,10 @@ def parse_budget(text: str) -> Budget | None:
     if not m:
         raise BudgetError(f"bad budget {text!r}: write TOKENS/WINDOW such as 2M/5h, 500k/1d or 50000/30m "
                           "(or `off`)")
-    tokens = int(float(m.group(1)) * _SUFFIX[m.group(2).lower()])
-    window = float(m.group(3) or 1) * UNITS[m.group(4).lower()]
+    amount, window = float(m.group(1)) * _SUFFIX[m.group(2).lower()], float(m.group(3) or 1) * UNITS[m.group(4).lower()]
+    if not amount <= MAX_TOKENS:  # also infinity: 400 digits read as a float
+        raise BudgetError(f"bad budget {text!r}: at most {_amount(MAX_TOKENS)} tokens per window")
+    tokens = int(amount)
     if tokens < 1 or not 60 <= window <= MAX_WINDOW:
         raise BudgetError(f"bad budget {text!r}: at least 1 token, over a window from 1 minute to 31 days")
     return Budget(tokens, window)

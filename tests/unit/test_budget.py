@@ -94,3 +94,10 @@ def test_count_tokens_spends_nothing() -> None:
 
     assert spends_nothing("/v1/messages/count_tokens") and spends_nothing("/v1/messages/count_tokens?beta=true")
     assert not spends_nothing("/v1/messages")
+
+
+@pytest.mark.parametrize("text", ["99999999999999999999999G/1h", "9" * 400 + "/1h", "10000000000000k/1d",
+                                  "1e3/1h", "2M/99999999999999999999999999999h"])
+def test_absurd_budgets_are_refused_with_a_reason(text: str) -> None:
+    with pytest.raises(BudgetError, match="bad budget"):
+        parse_budget(text)
