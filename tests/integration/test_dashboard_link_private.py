@@ -40,6 +40,11 @@ def _opened(record: Path) -> dict:
     return json.loads(record.read_text().splitlines()[0])
 
 
+def _written(record: Path) -> bool:
+    """The opener has written its whole line (it may still be writing when the file appears)."""
+    return record.exists() and record.read_text().endswith("\n")
+
+
 def _the_link(seen: dict) -> str:
     """The login link the opener was handed: in its argument, or in the file it was given."""
     target = seen["argv"][1]
@@ -69,7 +74,7 @@ async def test_the_cli_opens_the_dashboard_without_the_link_on_a_command_line(ma
                                                 env=env, stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
     assert proc.returncode == 0 and b"login?t=" not in out
-    await eventually_async(record.exists, what="the browser was started")
+    await eventually_async(lambda: _written(record), what="the browser was started")
     await _check(b, _opened(record))
 
 
@@ -84,5 +89,5 @@ async def test_the_tray_opens_the_dashboard_without_the_link_on_a_command_line(m
     monkeypatch.setattr(sys, "platform", "linux")
     tray = SimpleNamespace(service=b.service)  # the tray's own chore, without a display
     await Tray._face_local(tray, Action.OPEN_DASHBOARD)
-    await eventually_async(record.exists, what="xdg-open was started")
+    await eventually_async(lambda: _written(record), what="xdg-open was started")
     await _check(b, _opened(record))
