@@ -51,6 +51,7 @@ class Prepared:
     config: bytes
 
     def commit(self, key: str) -> Path:
+        _clear_planted(self.path, (cc.CREDENTIALS_FILE, cc.CONFIG_FILE))  # again: it may have made one since
         # The sandbox writes into this dir: never follow a link it may have planted there.
         write_private(self.path / cc.CREDENTIALS_FILE, cc.dumps(cc.credentials_doc(key, self.plan)),
                       owner=self.owner, follow=False)
