@@ -1,7 +1,9 @@
 """`inference-broker dashboard [--print]`: open the running broker's local dashboard.
 
 The broker mints a one-time link (valid two minutes, for one visit) that the browser trades
-for a session cookie; `--print` shows the link instead of opening a browser.
+for a session cookie; `--print` shows the link instead of opening a browser. The browser is
+given a private page that forwards to the link, never the link: other local users can read
+every command line.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import sys
 import webbrowser
 
 from broker.cli.common import ask, config_of
+from broker.dashboard.launch_page import write_launch_page
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,8 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    url = ask(config_of(args), {"op": "dashboard_url"})["url"]
-    if args.print or not webbrowser.open(url):
+    config = config_of(args)
+    url = ask(config, {"op": "dashboard_url"})["url"]
+    if args.print or not webbrowser.open(write_launch_page(config.state_dir, url).as_uri()):
         print(url)
         if not args.print:
             print("no browser found: open the link above (it works once, for two minutes)", file=sys.stderr)

@@ -83,16 +83,20 @@ def host_plan(config: Config) -> Plan:
 def issue(config: Config, name: str, rotate: bool = False, workdir: str | None = None,
           uid: int | None = None) -> str:
     """A new key for `name` (created, or rotated), through the broker if it runs, written into
-    the sandbox's Claude Code config dir."""
+    the sandbox's Claude Code config dir.
+
+    All or nothing: the dir is read, checked and prepared (whatever the sandbox left there)
+    before the key changes, so a failure leaves the old key valid and in the sandbox's login;
+    without a broker, the key store's change commits only once the new login is written."""
     claude_dir.check_uid(uid)  # before the key exists: a refusal leaves nothing behind
+    prepared = claude_dir.prepare(config.state_dir, name, host_plan(config), [workdir] if workdir else [], uid)
     reply = ask_or_none(config, {"op": "sandbox_rotate" if rotate else "sandbox_add", "name": name})
     if reply is not None:
         key = reply["key"]
-    else:
-        with KeyStore(config.keystore_path) as store:
-            key = store.rotate(name) if rotate else store.add(name)
-    claude_dir.write(config.state_dir, name, key, host_plan(config), [workdir] if workdir else [], uid)
-    return key
+        prepared.commit(key)
+        return key
+    with KeyStore(config.keystore_path) as store:
+        return store.issue(name, rotate, then=prepared.commit)
 
 
 def set_budget(config: Config, name: str, text: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 from broker.usage import ledger_query
 from broker.cli.common import ask_or_none, config_of
 from broker.usage.report import BY, parse_span
+from broker.common.untrusted_text import for_csv, for_terminal
 
 FIELDS = ("requests", "input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens",
           "total_tokens", "errors")
@@ -34,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def report(rows: list[dict[str, Any]], by: str, since: float, fmt: str) -> str:
+    """Rows as JSON (names JSON-escaped), CSV (no cell a spreadsheet runs as a formula) or a
+    table (controls shown escaped): a model or client is whatever a sandbox sent."""
     if fmt == "json":
         return json.dumps({"since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since)), "by": by,
                            "rows": rows}, indent=2)
@@ -41,7 +44,7 @@ def report(rows: list[dict[str, Any]], by: str, since: float, fmt: str) -> str:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=(by, *FIELDS), extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({**r, by: for_csv(str(r[by]))} for r in rows)  # a sandbox named it
         return buf.getvalue().rstrip("\n")
     if not rows:
         return "no requests in that time"
@@ -49,7 +52,7 @@ def report(rows: list[dict[str, Any]], by: str, since: float, fmt: str) -> str:
            f"{'cache write':>12} {'cache read':>12} {'errors':>7}"
     lines = [head]
     for r in rows:
-        lines.append(f"{str(r[by])[:28]:<28} {r['requests']:>9} {r['input_tokens']:>10} {r['output_tokens']:>10} "
+        lines.append(f"{for_terminal(str(r[by]))[:28]:<28} {r['requests']:>9} {r['input_tokens']:>10} {r['output_tokens']:>10} "
                      f"{r['cache_creation_tokens']:>12} {r['cache_read_tokens']:>12} {r['errors']:>7}")
     return "\n".join(lines)
 

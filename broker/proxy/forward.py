@@ -35,11 +35,9 @@ from broker.config.profiles import Profile
 from broker.common.redact import REGISTRY
 from broker.proxy.scrub import StreamScrubber
 from broker.proxy.request_body import request_model
-from broker.usage.reply_usage import SSEUsageTracker, plan_limits, usage_from_json
+from broker.usage.reply_usage import JSONUsageReader, SSEUsageTracker, json_usage, plan_limits
 
 log = logging.getLogger(__name__)
-
-JSON_USAGE_LIMIT = 4 * 1024 * 1024  # keep at most this much of a JSON reply to read `usage`
 
 
 class Refused(Exception):
@@ -80,6 +78,9 @@ class Forwarder:
         self._limits_waiting: Any = None  # the newest reply's headers, read when the timer fires
         self._limits_timer: asyncio.TimerHandle | None = None
         self.on_limits = on_limits  # sees each response's headers that carry plan limits
+        # Budgets: once the body is read, hold what the request may spend (or refuse it: a 429
+        # and seconds to retry after); the hold is settled when its use is accounted.
+        self.reserve: Callable[[Exchange, bytes | bytearray], tuple[Refusal, float] | None] = lambda ex, body: None
 
     async def forward(self, request: web.BaseRequest, key: str, ex: Exchange) -> web.StreamResponse:
         held = [0]  # body bytes reserved against the in-flight budget, released once sent
@@ -104,6 +105,9 @@ class Forwarder:
         is_object, ex.model = request_model(body) if body else (False, None)
         if request.method == "POST" and body and not is_object:
             raise Refused(refusal(400, "request body must be a JSON object"))
+        verdict = self.reserve(ex, body)
+        if verdict is not None:
+            raise Refused(verdict[0], {"Retry-After": str(max(1, round(verdict[1])))})
         token = await self._token(self.token_margin)
         up = await self._send(request, headers, body, token, key)
         if up.status == 401:
@@ -190,12 +194,11 @@ class Forwarder:
                 resp._send_headers_immediately = False  # as aiohttp's own web.Response does
             # An upstream that echoes request headers must not hand a sandbox the token.
             scrubber = StreamScrubber({*REGISTRY.snapshot(), *secrets})
-            kept: list[bytes] = []
-            kept_size = 0
+            kept = JSONUsageReader()  # a non-stream's usage, in bounded memory whatever its size
             await resp.prepare(request)
             if tracker is None and up.content.is_eof():  # the whole reply came with its headers
                 data = up.content.read_nowait()
-                ex.usage = usage_from_json(data) if len(data) <= JSON_USAGE_LIMIT else None
+                ex.usage = json_usage(data)
                 out = scrubber.whole(data)
                 self._scrubbed(scrubber, ex)
                 await resp.write_eof(out)  # headers and body in one write
@@ -204,9 +207,8 @@ class Forwarder:
                 async for chunk in self.upstream.body(up):
                     if tracker is not None:
                         tracker.feed(chunk)
-                    elif kept_size < JSON_USAGE_LIMIT:
-                        kept.append(chunk)
-                        kept_size += len(chunk)
+                    else:
+                        kept.feed(chunk)
                     await resp.write(scrubber.feed(chunk))
             except (asyncio.TimeoutError, aiohttp.ClientPayloadError) as exc:
                 # Half a reply must not look whole: cut the connection instead of ending cleanly.
@@ -224,7 +226,7 @@ class Forwarder:
                 if tracker is not None:
                     ex.usage = tracker.result()
                 raise
-            usage = tracker.result() if tracker is not None else usage_from_json(b"".join(kept))
+            usage = tracker.result() if tracker is not None else kept.result()
             if usage is not None:
                 ex.usage = usage
             await resp.write(scrubber.flush())

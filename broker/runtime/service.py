@@ -110,6 +110,7 @@ class Service:
                                  audit=self._audit, settings=config.proxy,
                                  token_margin=config.refresh.proxy_margin_seconds, on_change=self._changed,
                                  on_limits=self.plan.saw_headers, on_record=self.metering.account)
+        self.proxy.forwarder.reserve = self.access.reserve  # budgets hold what a request may spend
         self.ledger.start()
         specs = [parse_listen(e) for e in config.listen]
         gateway = (await asyncio.to_thread(bridges.bridge_gateway, config.docker_bridge)

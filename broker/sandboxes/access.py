@@ -47,6 +47,9 @@ class _NoMeter:
     def check(self, name: str, now: float, budget: Budget | None) -> tuple[Refusal, float] | None:
         return None
 
+    def reserve(self, ex: Any, body: bytes | bytearray, budget: Budget | None) -> tuple[Refusal, float] | None:
+        return None
+
 
 class SandboxAccess:
     def __init__(self, keystore: KeyStore, on_change: Callable[[], None] = lambda: None, meter: Any = None) -> None:
@@ -75,6 +78,11 @@ class SandboxAccess:
     def admit(self, name: str, now: float) -> tuple[Refusal, float] | None:
         """None to forward; else a 429 (over the sandbox's budget, or the plan-wide stop)."""
         return self.meter.check(name, now, self._state.budgets.get(name))
+
+    def reserve(self, ex: Any, body: bytes | bytearray) -> tuple[Refusal, float] | None:
+        """Once the body is read: None to forward, holding what the request may spend against
+        its sandbox's budget until its use is accounted; else a 429 as `admit` gives."""
+        return self.meter.reserve(ex, body, self._state.budgets.get(ex.sandbox))
 
     def sandboxes(self) -> list[SandboxInfo]:
         return with_counts(list(self._state.rows), self._saving, self._unsaved)

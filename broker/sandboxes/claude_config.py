@@ -84,13 +84,33 @@ def stand_in_key(text: str) -> str | None:
     return key if isinstance(key, str) and key else None
 
 
+# Claude Code's own `.claude.json` is a few levels deep; a sandbox can write anything there.
+MAX_DEPTH = 32
+
+
 def parse_config(text: str) -> dict[str, Any] | None:
-    """An existing `.claude.json`, or None when it is missing or not a JSON object."""
+    """An existing `.claude.json` (or stand-in login), or None when it is missing, not a JSON
+    object, or nested deeper than `MAX_DEPTH` (the sandbox wrote it: a document the parser
+    or the indented writer would recurse through must cost nothing but a fresh file)."""
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
-    return doc if isinstance(doc, dict) else None
+    return doc if isinstance(doc, dict) and _depth_within(doc, MAX_DEPTH) else None
+
+
+def _depth_within(doc: Any, limit: int) -> bool:
+    """Whether `doc` nests at most `limit` containers deep (iteratively: no recursion)."""
+    stack = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return False
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return True
 
 
 def dumps(doc: dict[str, Any]) -> bytes:

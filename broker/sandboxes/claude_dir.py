@@ -13,15 +13,18 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 from broker.common.atomic_files import write_private
 from broker.sandboxes.key_store import check_name
 from broker.sandboxes import claude_config as cc
+from broker.sandboxes.tree_owner import chown_tree
 from broker.common.errors import BrokerError
 
 SANDBOXES = "sandboxes"
+MAX_READ = 16 * 1024 * 1024  # Claude Code's `.claude.json` grows with projects, not to this
 
 
 class SandboxConfigError(BrokerError):
@@ -35,21 +38,61 @@ def sandbox_dir(state_dir: Path, name: str) -> Path:
 def write(state_dir: Path, name: str, key: str, plan: cc.Plan, trusted: Iterable[str] = (),
           uid: int | None = None) -> Path:
     """Create or update NAME's dir with `key`; Claude Code's own files there are kept."""
+    return prepare(state_dir, name, plan, trusted, uid).commit(key)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """NAME's dir, read and made ready for a key: only the two small writes are left."""
+
+    path: Path
+    owner: int | None
+    plan: cc.Plan
+    config: bytes
+
+    def commit(self, key: str) -> Path:
+        _clear_planted(self.path, (cc.CREDENTIALS_FILE, cc.CONFIG_FILE))  # again: it may have made one since
+        # The sandbox writes into this dir: never follow a link it may have planted there.
+        write_private(self.path / cc.CREDENTIALS_FILE, cc.dumps(cc.credentials_doc(key, self.plan)),
+                      owner=self.owner, follow=False)
+        write_private(self.path / cc.CONFIG_FILE, self.config, owner=self.owner, follow=False)
+        os.chmod(self.path, 0o700)
+        return self.path
+
+
+def prepare(state_dir: Path, name: str, plan: cc.Plan, trusted: Iterable[str] = (),
+            uid: int | None = None) -> Prepared:
+    """Everything about NAME's dir that can fail, done before a key is issued or rotated (so a
+    failure leaves the old key valid and in place): read what the sandbox left there as
+    untrusted, hand the tree to the container user, clear what stands where the broker's
+    files go."""
     root = Path(state_dir) / SANDBOXES
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = sandbox_dir(state_dir, name)
     path.mkdir(mode=0o700, exist_ok=True)
     owner = _owner_for(path, uid)
-    config_path = path / cc.CONFIG_FILE
-    existing = cc.parse_config(_read_own(config_path))
+    existing = cc.parse_config(_read_own(path / cc.CONFIG_FILE))
+    config = cc.dumps(cc.config_doc(existing, trusted))
     if owner is not None:
-        _chown_tree(path, owner)  # first: a running Claude Code never meets a file it cannot read
-    # The sandbox writes into this dir: never follow a link it may have planted there.
-    write_private(path / cc.CREDENTIALS_FILE, cc.dumps(cc.credentials_doc(key, plan)), owner=owner,
-                  follow=False)
-    write_private(config_path, cc.dumps(cc.config_doc(existing, trusted)), owner=owner, follow=False)
-    os.chmod(path, 0o700)
-    return path
+        chown_tree(path, owner)  # first: a running Claude Code never meets a file it cannot read
+    _clear_planted(path, (cc.CREDENTIALS_FILE, cc.CONFIG_FILE))
+    return Prepared(path, owner, plan, config)
+
+
+def _clear_planted(path: Path, names: Iterable[str]) -> None:
+    """Remove a directory the sandbox made where the broker writes a file (a rename cannot
+    replace it); files, links and FIFOs there are simply replaced by the rename."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        for name in names:
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(name, dir_fd=fd)  # fd-based: follows no link inside it
+    finally:
+        os.close(fd)
 
 
 def read_key(state_dir: Path, name: str) -> str | None:
@@ -57,17 +100,27 @@ def read_key(state_dir: Path, name: str) -> str | None:
     return cc.stand_in_key(_read_own(sandbox_dir(state_dir, name) / cc.CREDENTIALS_FILE))
 
 
-def _read_own(path: Path, limit: int = 16 * 1024 * 1024) -> str:
+def _read_own(path: Path, limit: int = MAX_READ) -> str:
     """A regular file's text, not following a symlink (a sandbox could point one at a host
-    secret for the broker to copy in); "" when missing, a link, or not a regular file."""
+    secret for the broker to copy in); "" when missing, a link, not a regular file, or
+    larger than `limit` (the sandbox wrote it: such a file is replaced, never read whole)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return ""
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
             return ""
-        return fh.read(limit).decode("utf-8", "replace")
+        chunks, size = [], 0
+        while chunk := os.read(fd, min(1 << 20, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:  # grew while read
+                return ""
+        return b"".join(chunks).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
 
 
 def check_uid(uid: int | None) -> None:
@@ -89,13 +142,6 @@ def _owner_for(path: Path, uid: int | None) -> int | None:
         return None
     check_uid(want)
     return want
-
-
-def _chown_tree(path: Path, uid: int) -> None:
-    os.chown(path, uid, uid)
-    for dirpath, dirnames, filenames in os.walk(path):
-        for entry in dirnames + filenames:
-            os.chown(os.path.join(dirpath, entry), uid, uid, follow_symlinks=False)
 
 
 def exists(state_dir: Path, name: str) -> bool:

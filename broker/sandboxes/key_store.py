@@ -12,6 +12,7 @@ import os
 import re
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -129,6 +130,19 @@ class KeyStore:
         cur = self.db.execute("UPDATE sandboxes SET key_hash = ? WHERE name = ?", (hash_key(key), check_name(name)))
         if cur.rowcount == 0:
             raise SandboxError(f"no sandbox named {name!r} (`inference-broker sandbox add {name}` creates it)")
+        return key
+
+    def issue(self, name: str, rotate: bool, then: Callable[[str], object]) -> str:
+        """`add` or `rotate`, committed only if `then(key)` (writing the key where the sandbox
+        reads it) succeeds: on any failure the store keeps what it had."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            key = self.rotate(name) if rotate else self.add(name)
+            then(key)
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
         return key
 
     def revoke(self, name: str) -> bool:

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from broker.dashboard.launch_page import write_launch_page
+
 log = logging.getLogger(__name__)
 
 # (command, args, the display it needs) for tools that read the clipboard's new text on stdin.
@@ -47,6 +49,12 @@ def open_path(path: Path) -> None:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist yet")
     open_with_desktop(str(path))
+
+
+def open_link_privately(state_dir: Path, url: str) -> None:
+    """Open a secret link (the dashboard's one-time login) through a private page that
+    forwards to it: on xdg-open's command line, any local user could read and redeem it."""
+    open_with_desktop(str(write_launch_page(state_dir, url)))
 
 
 def open_with_desktop(target: str) -> None:

@@ -24,7 +24,7 @@ from broker.tray.menu import MenuEntry, build_menu, icon_state, status_text, too
 from broker.tray.notifications import baseline, notification
 from broker.status.snapshot import Snapshot
 from broker.tray.backend import MENU_BACKENDS, _import_pystray, backend_name, icon_class
-from broker.tray.desktop import copy_to_clipboard, open_path, open_with_desktop
+from broker.tray.desktop import copy_to_clipboard, open_link_privately, open_path
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,8 @@ class Tray:
         if action == Action.OPEN_DASHBOARD:
             if self.service.dashboard is None:
                 raise RuntimeError(self.service.dashboard_error)
-            await asyncio.to_thread(open_with_desktop, self.service.dashboard.login_url())
+            await asyncio.to_thread(open_link_privately, self.service.config.state_dir,
+                                    self.service.dashboard.login_url())
             return
         paths = self.service.paths
         if action == Action.SHOW_STATUS:

@@ -21,6 +21,8 @@ from broker.common.wording import duration_words
 
 BUCKET = 60.0  # seconds per bucket: retry-after is exact to the minute
 MAX_WINDOW = 31 * 86400.0  # the book keeps this much history
+MAX_TOKENS = 10**12  # far past any plan's window; SQLite's integers end near 9.2e18
+IN_FLIGHT_WAIT = 5.0  # seconds to retry after, when requests in flight hold the rest of a budget
 _SUFFIX = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
 _BUDGET = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmg]?)\s*/\s*(\d+(?:\.\d+)?)?\s*([mhdw])\s*", re.I)
 
@@ -61,8 +63,10 @@ def parse_budget(text: str) -> Budget | None:
     if not m:
         raise BudgetError(f"bad budget {text!r}: write TOKENS/WINDOW such as 2M/5h, 500k/1d or 50000/30m "
                           "(or `off`)")
-    tokens = int(float(m.group(1)) * _SUFFIX[m.group(2).lower()])
-    window = float(m.group(3) or 1) * UNITS[m.group(4).lower()]
+    amount, window = float(m.group(1)) * _SUFFIX[m.group(2).lower()], float(m.group(3) or 1) * UNITS[m.group(4).lower()]
+    if not amount <= MAX_TOKENS:  # also infinity: 400 digits read as a float
+        raise BudgetError(f"bad budget {text!r}: at most {_amount(MAX_TOKENS)} tokens per window")
+    tokens = int(amount)
     if tokens < 1 or not 60 <= window <= MAX_WINDOW:
         raise BudgetError(f"bad budget {text!r}: at least 1 token, over a window from 1 minute to 31 days")
     return Budget(tokens, window)
@@ -111,9 +115,27 @@ class BudgetBook:
         return now
 
 
+_MAX_TOKENS = re.compile(rb'"max_tokens"[ \t\r\n]*:[ \t\r\n]*([0-9]{1,9})(?![0-9])')
+BYTES_PER_TOKEN = 4  # the usual rule of thumb for text; images count high, which only holds more
+
+
+def estimate_tokens(body: bytes | bytearray) -> int:
+    """What a request may spend, to hold against its sandbox's budget while it runs: its
+    `max_tokens` (the largest given: a quote inside a JSON string is escaped, so this can only
+    match a key) plus its input, estimated from the body's size."""
+    asked = max((int(m.group(1)) for m in _MAX_TOKENS.finditer(body)), default=0)
+    return asked + len(body) // BYTES_PER_TOKEN
+
+
+def spends_nothing(path: str) -> bool:
+    """count_tokens says what a request would cost; it costs nothing itself."""
+    return path.partition("?")[0].rstrip("/").endswith("/count_tokens")
+
+
 def decide(name: str, budget: Budget | None, book: BudgetBook, now: float, limits: PlanLimits | None = None,
-           stop_at: float | None = None) -> tuple[Refusal, float] | None:
-    """None to forward; else the 429 (Anthropic's `rate_limit_error`) and seconds to retry after."""
+           stop_at: float | None = None, held: int = 0) -> tuple[Refusal, float] | None:
+    """None to forward; else the 429 (Anthropic's `rate_limit_error`) and seconds to retry after.
+    `held`: tokens reserved by this sandbox's requests in flight, counted as spent."""
     if stop_at is not None and limits is not None:
         five = limits.window("five_hour")
         if five is not None and five.percent is not None and five.percent >= stop_at:
@@ -125,10 +147,15 @@ def decide(name: str, budget: Budget | None, book: BudgetBook, now: float, limit
     if budget is None:
         return None
     used = book.spent(name, now, budget.window)
-    if used < budget.tokens:
+    if used + held < budget.tokens:
         return None
+    if used < budget.tokens:  # the rest is held by requests in flight: they end, or settle for less
+        return refusal(429, f"sandbox {name!r} is at its inference-broker budget of {budget.words()} "
+                            f"({used} tokens spent in the last {duration_words(budget.window)}, up to {held} "
+                            "more held by its requests in flight); retry when they finish"), IN_FLIGHT_WAIT
     wait = max(book.frees_at(name, now, budget) - now, 1.0)
+    held_words = f", {held} more held by requests in flight" if held else ""
     return refusal(429, f"sandbox {name!r} has used its inference-broker budget of {budget.words()} "
-                        f"({used} tokens in the last {duration_words(budget.window)}); more frees up in "
+                        f"({used} tokens in the last {duration_words(budget.window)}{held_words}); more frees up in "
                         f"{duration_words(wait)}. Change it with `inference-broker sandbox budget {name} "
                         "TOKENS/WINDOW` or `off`."), wait

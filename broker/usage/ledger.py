@@ -127,7 +127,7 @@ class Ledger:
         if self._queue.qsize() >= self.max_queue:
             self._failed(1, "the write queue is full (the disk is too slow, or writes keep failing)")
         else:
-            self._queue.put_nowait(row)
+            self._queue.put_nowait(row.bounded())
 
     # -- lifecycle
     def start(self) -> None:

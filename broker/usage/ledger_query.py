@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from broker.usage.ledger import connect
-from broker.usage.report import check_by
+from broker.usage.report import bound_name_sql, check_by
 
 TOTALS = ("requests", "input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens", "errors")
-_GROUP = {"sandbox": "sandbox", "model": "coalesce(model, '(none)')", "client": "client",
-          "day": "date(time, 'unixepoch')"}  # days in UTC
+# Days in UTC. Models and clients are cut on read too: a ledger written before they were cut
+# on write may hold rows of any size (they age out with retention; no migration needed).
+_GROUP = {"sandbox": "sandbox", "model": f"coalesce({bound_name_sql('model')}, '(none)')",
+          "client": bound_name_sql("client"), "day": "date(time, 'unixepoch')"}
 
 
 def _open(path: Path) -> sqlite3.Connection:

@@ -60,7 +60,8 @@ def _apply_counts(usage: Usage, counts: Any, *, keep_max: bool) -> None:
 
 
 def usage_from_json(body: bytes) -> Usage | None:
-    """Usage of a non-streaming Messages (or count_tokens) response; None if there is none."""
+    """Usage of a non-streaming Messages response; None if there is none. (A count_tokens
+    reply, `{"input_tokens": N}`, says what a request *would* cost: it spends nothing.)"""
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -71,10 +72,74 @@ def usage_from_json(body: bytes) -> Usage | None:
         usage = Usage(model=_text(doc.get("model")), stop_reason=_text(doc.get("stop_reason")))
         _apply_counts(usage, doc["usage"], keep_max=False)
         return usage
-    tokens = _count(doc.get("input_tokens"))
-    if tokens is not None:  # count_tokens
-        return Usage(input_tokens=tokens)
     return None
+
+
+JSON_USAGE_LIMIT = 4 * 1024 * 1024  # a JSON reply up to this size is kept whole and parsed
+EDGE = 64 * 1024  # of a larger one, only its first and last this many bytes are kept
+_MODEL = re.compile(rb'"model"[ \t\r\n]*:[ \t\r\n]*"([^"\\]{1,256})"')
+_STOP = re.compile(rb'"stop_reason"[ \t\r\n]*:[ \t\r\n]*"([A-Za-z_]{1,64})"')
+_USAGE = re.compile(rb'"usage"[ \t\r\n]*:[ \t\r\n]*\{')
+
+
+def json_usage(body: bytes) -> Usage | None:
+    """Usage of a whole non-streaming reply of any size (see `JSONUsageReader`)."""
+    if len(body) <= JSON_USAGE_LIMIT:
+        return usage_from_json(body)
+    return usage_from_edges(body[:EDGE], body[-EDGE:])
+
+
+def usage_from_edges(head: bytes, tail: bytes) -> Usage | None:
+    """Usage of a reply too large to keep, from its first and last bytes: a Messages reply
+    names its model near the start and ends with `stop_reason` and `usage`. Inside a JSON
+    string a quote is escaped, so `"usage": {` there can only be a key; the last one in the
+    tail is the top-level one, which comes after the content."""
+    starts = list(_USAGE.finditer(tail))
+    if not starts:
+        return None
+    try:
+        counts, _ = json.JSONDecoder().raw_decode(tail[starts[-1].end() - 1:].decode("utf-8", "replace"))
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(counts, dict):
+        return None
+    model, stops = _MODEL.search(head), list(_STOP.finditer(tail))
+    usage = Usage(model=model.group(1).decode("utf-8", "replace") if model else None,
+                  stop_reason=stops[-1].group(1).decode() if stops else None)
+    _apply_counts(usage, counts, keep_max=False)
+    return usage
+
+
+class JSONUsageReader:
+    """The usage of a non-streaming reply fed chunk by chunk, in bounded memory: the whole
+    reply while it is under `JSON_USAGE_LIMIT`, past that only its first and last `EDGE`
+    bytes (a reply of any size is counted; one over the limit used to count as nothing)."""
+
+    __slots__ = ("_chunks", "_size", "_head", "_tail")
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] | None = []
+        self._size = 0
+        self._head = b""
+        self._tail = bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._chunks is not None:
+            self._chunks.append(chunk)
+            if self._size <= JSON_USAGE_LIMIT:
+                return
+            whole, self._chunks = b"".join(self._chunks), None
+            self._head, self._tail = whole[:EDGE], bytearray(whole[-EDGE:])
+            return
+        self._tail += chunk
+        if len(self._tail) > EDGE:
+            del self._tail[:-EDGE]
+
+    def result(self) -> Usage | None:
+        if self._chunks is not None:
+            return usage_from_json(b"".join(self._chunks))
+        return usage_from_edges(self._head, bytes(self._tail))
 
 
 # Usage travels only in these events; an event naming neither (in its `event:` line or its

@@ -7,13 +7,32 @@ build queries from what a person typed.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from broker.common.errors import BrokerError
 
 BY = ("sandbox", "model", "day", "client")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}  # seconds per span unit
 _SPAN = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", re.I)
+
+
+# A model or client string comes from a sandbox: cut as the audit trail cuts what it names
+# (`proxy.audit_policy.MAX_FIELD`), so 12 requests naming an 8 MiB model cannot grow the ledger
+# by 100 MiB, nor a report or page by as much.
+MAX_NAME = 128
+
+
+def bound_name(value: str | None, limit: int = MAX_NAME) -> str | None:
+    """`value` cut to `limit` characters, saying how many more there were."""
+    if value is None or len(value) <= limit:
+        return value
+    return f"{value[:limit]}…(+{len(value) - limit} chars)"
+
+
+def bound_name_sql(column: str, limit: int = MAX_NAME) -> str:
+    """The same cut in SQL, for rows stored before names were cut."""
+    return (f"CASE WHEN length({column}) > {limit} THEN substr({column}, 1, {limit}) || '…(+' || "
+            f"(length({column}) - {limit}) || ' chars)' ELSE {column} END")
 
 
 class UsageQueryError(BrokerError):
@@ -39,6 +58,12 @@ class UsageRecord:
     def budget_tokens(self) -> int:
         """What a budget counts: cache reads are left out, as Anthropic's input rate limits do."""
         return self.input_tokens + self.cache_creation_tokens + self.output_tokens
+
+    def bounded(self) -> "UsageRecord":
+        """This record with what the sandbox named (model, client) cut to `MAX_NAME`."""
+        if (self.model is None or len(self.model) <= MAX_NAME) and len(self.client) <= MAX_NAME:
+            return self
+        return replace(self, model=bound_name(self.model), client=bound_name(self.client) or "")
 
 
 def parse_span(text: str) -> float:

@@ -15,6 +15,9 @@ import aiohttp
 from broker.common.errors import BrokerError
 
 OAUTH_BETA = "oauth-2025-04-20"
+# The document is about 1 KB; whatever answers at that URL must not make the broker hold more
+# (a 300 MB reply once kept 218 MiB resident for the life of the process).
+MAX_REPLY_BYTES = 64 * 1024
 
 
 class UsagePollError(BrokerError):
@@ -38,7 +41,7 @@ class UsageClient:
         try:
             async with aiohttp.ClientSession(timeout=self.timeout) as session:
                 async with session.get(self.url, headers=headers, allow_redirects=False) as resp:
-                    body = await resp.read()
+                    body = await _read_bounded(resp, MAX_REPLY_BYTES)
                     if resp.status != 200:
                         raise UsagePollError(f"the usage endpoint answered {resp.status}{_reason(body)}",
                                              resp.status)
@@ -48,8 +51,25 @@ class UsageClient:
             raise UsagePollError("the usage endpoint did not answer in time") from None
         try:
             return json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise UsagePollError("the usage endpoint answered something that is not JSON", 200) from None
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The reply's body, refused (unread) past `limit` bytes, whether it says its length or not."""
+    too_big = UsagePollError(f"the usage endpoint answered more than {limit:,} bytes; not reading it",
+                             resp.status)
+    if resp.content_length is not None and resp.content_length > limit:
+        raise too_big
+    body = await resp.content.read(limit + 1)
+    while len(body) <= limit and not resp.content.at_eof():
+        more = await resp.content.read(limit + 1 - len(body))
+        if not more:
+            break
+        body += more
+    if len(body) > limit:
+        raise too_big
+    return body
 
 
 def _reason(body: bytes) -> str:
@@ -57,6 +77,6 @@ def _reason(body: bytes) -> str:
     try:
         err = json.loads(body).get("error", {})
         message = err.get("message") if isinstance(err, dict) else None
-    except (ValueError, UnicodeDecodeError, AttributeError):
+    except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
         return ""
     return f": {message[:160]}" if isinstance(message, str) and message else ""

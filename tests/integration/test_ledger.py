@@ -208,3 +208,35 @@ def test_totals_and_series(tmp_path: Path) -> None:
     assert ledger_query.series(path, NOW - 10800, 3600, "sandbox") == [(NOW - 7200, "a", 117), (NOW - 3600, "a", 0),
                                                                         (NOW - 3600, "b", 117)]
     assert ledger_query.budget_rows(path, NOW - 3600) == [("a", NOW - 60, 0), ("b", NOW - 30, 17)]
+
+
+HUGE = "claude-" + "x" * (8 * 1024 * 1024)  # a model a sandbox named: 8 MiB
+
+
+def test_what_a_sandbox_names_is_stored_cut(tmp_path: Path) -> None:
+    path = tmp_path / "usage.db"
+    ledger = Ledger(path, clock=lambda: NOW)
+    ledger.start()
+    for _ in range(12):
+        ledger.record(rec(model=HUGE, client="c" * 100_000))
+    assert ledger.flush()
+    ledger.close()
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT model, client FROM requests").fetchall()
+    assert len(rows) == 12 and all(len(m) <= 160 and len(c) <= 160 for m, c in rows)
+    assert rows[0][0].startswith("claude-xxx") and rows[0][0].endswith(f"…(+{len(HUGE) - 128} chars)")
+    assert path.stat().st_size < 1024 * 1024
+
+
+def test_oversized_names_in_an_old_ledger_are_cut_on_read(tmp_path: Path) -> None:
+    """A usage.db written before names were cut keeps its rows; every question asked of it
+    answers with the names cut (no migration rewrites them: they age out with retention)."""
+    path = tmp_path / "usage.db"
+    connect(path).close()
+    with sqlite3.connect(path) as db:
+        db.executemany("INSERT INTO requests (time, sandbox, model, status, latency_ms, client) VALUES (?, ?, ?, ?, ?, ?)",
+                       [(NOW, "a", HUGE, 200, 1.0, "k" * 5000), (NOW, "a", "claude-haiku-4-5", 200, 1.0, "curl")])
+    by_model = {r["model"] for r in ledger_query.totals(path, NOW - 1, "model")}
+    assert by_model == {"claude-haiku-4-5", "claude-" + "x" * 121 + f"…(+{len(HUGE) - 128} chars)"}
+    assert all(len(r["client"]) <= 160 for r in ledger_query.totals(path, NOW - 1, "client"))
+    assert all(len(key) <= 160 for _, key, _ in ledger_query.series(path, NOW - 1, 3600, "model"))

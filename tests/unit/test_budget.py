@@ -67,3 +67,37 @@ def test_stop_at_percent_of_the_five_hour_window():
     assert decide("a", None, book, NOW, limits, stop_at=95) is None
     assert decide("a", None, book, NOW + 1801, limits, stop_at=90) is None  # the window has reset
     assert decide("a", None, book, NOW, None, stop_at=90) is None  # nothing known yet
+
+
+def test_estimate_is_max_tokens_plus_the_input_by_size() -> None:
+    from broker.usage.budget import estimate_tokens
+
+    body = b'{"model": "m", "max_tokens": 800, "messages": [{"role": "user", "content": "say \\"max_tokens\\": 99999"}]}'
+    assert estimate_tokens(body) == 800 + len(body) // 4  # the quoted one inside a string is not a key
+    assert estimate_tokens(b"") == 0
+    assert estimate_tokens(b'{"max_tokens": 12345678901234}') == 30 // 4  # not a count any API takes
+
+
+def test_requests_in_flight_hold_their_share_of_the_budget() -> None:
+    from broker.usage.budget import IN_FLIGHT_WAIT, BudgetBook, decide
+
+    book, budget = BudgetBook(), Budget(100, 3600)
+    book.spend("a", 1000.0, 40)
+    assert decide("a", budget, book, 1000.0, held=59) is None
+    refused = decide("a", budget, book, 1000.0, held=60)
+    assert refused is not None and refused[1] == IN_FLIGHT_WAIT
+    assert "up to 60 more held by its requests in flight" in refused[0].message
+
+
+def test_count_tokens_spends_nothing() -> None:
+    from broker.usage.budget import spends_nothing
+
+    assert spends_nothing("/v1/messages/count_tokens") and spends_nothing("/v1/messages/count_tokens?beta=true")
+    assert not spends_nothing("/v1/messages")
+
+
+@pytest.mark.parametrize("text", ["99999999999999999999999G/1h", "9" * 400 + "/1h", "10000000000000k/1d",
+                                  "1e3/1h", "2M/99999999999999999999999999999h"])
+def test_absurd_budgets_are_refused_with_a_reason(text: str) -> None:
+    with pytest.raises(BudgetError, match="bad budget"):
+        parse_budget(text)

@@ -22,8 +22,7 @@ _spec.loader.exec_module(graph)
 # any of those; the I/O modules beside them only move bytes and call them.
 PURE = {
     "broker.common.api_errors", "broker.common.clock", "broker.common.errors", "broker.common.fault_points",
-    "broker.common.redact",
-    "broker.common.wording",
+    "broker.common.redact", "broker.common.untrusted_text", "broker.common.wording",
     "broker.config.fields", "broker.config.listen", "broker.config.profiles", "broker.config.settings",
     "broker.dashboard.auth",
     "broker.login.credentials", "broker.login.pending", "broker.login.refresh_timing", "broker.login.sources",

@@ -190,7 +190,7 @@ def test_incomplete_trailing_event_is_not_counted():
             ).encode(),
             Usage("claude-haiku-4-5", 3, 4, 0, 2, "max_tokens"),
         ),
-        (b'{"input_tokens": 11}', Usage(input_tokens=11)),
+        (b'{"input_tokens": 11}', None),  # count_tokens: what a request would cost, not spending
         (b'{"type": "message", "usage": {"input_tokens": "x"}}', Usage()),
         (b'{"type": "error", "error": {"type": "api_error", "message": "x"}}', None),
         (b'{"data": []}', None),
