@@ -1,0 +1,25 @@
+"""`doctor`'s decisions about a container's user and the port it suggests, without a container."""
+
+from __future__ import annotations
+
+import pytest
+
+from broker.cli.doctor_wiring import readable_by, suggested_port
+from broker.config.listen import parse_listen
+
+
+@pytest.mark.parametrize("uid, owner, mode, need, ok", [
+    (1000, 1000, 0o700, 0o700, True),
+    (1000, 0, 0o700, 0o700, False),  # root's dir, a `node` container: onboarding, "Unable to connect"
+    (0, 1000, 0o700, 0o700, True),  # root in the container reads anything
+    (1000, 0, 0o755, 0o500, True),  # other users may read and enter
+    (1000, 0, 0o755, 0o700, False),  # but not write
+    (1000, 1000, 0o400, 0o600, False),
+])
+def test_readable_by(uid: int, owner: int, mode: int, need: int, ok: bool) -> None:
+    assert readable_by(uid, owner, mode, need) is ok
+
+
+def test_the_suggested_port_is_the_one_configured() -> None:
+    assert suggested_port([parse_listen("127.0.0.1:9001")]) == 9001
+    assert suggested_port([parse_listen("127.0.0.1:0")]) == 8765  # the README's
