@@ -3,7 +3,7 @@
 A broker that is not running, a port another program holds, listening where containers cannot
 reach (a bridge of the test's own stands in for docker0), a sandbox dir the container's user
 cannot read, a stand-in login showing an old plan; and the config path it read. Any warning
-makes it exit 1.
+makes it exit 1. The real broker (`run --no-tray`) shows the fix: it brings the plan up to date.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def stand_in(broker: BrokerProcess, name: str) -> dict:
     return json.loads((broker.state_dir / "sandboxes" / name / ".credentials.json").read_text())["claudeAiOauth"]
 
 
-def test_a_sandbox_made_before_the_login_shows_a_stale_plan(tmp_path: Path) -> None:
+def test_a_sandbox_made_before_the_login_follows_its_plan_once_the_broker_adopts_it(tmp_path: Path) -> None:
     broker = broker_at(tmp_path)
     key = broker.add_sandbox("early")  # no login yet: the stand-in shows no plan ("Claude API")
     assert "subscriptionType" not in stand_in(broker, "early")
@@ -169,4 +169,23 @@ def test_a_sandbox_made_before_the_login_shows_a_stale_plan(tmp_path: Path) -> N
     assert ("[WARN] sandbox 'early' shows no plan (\"Claude API\") while your login is on the max plan\n"
             "       fix: start the broker (`inference-broker run`): it brings every sandbox's plan up to date and "
             "keeps its key") in stale.stdout
-    assert not any(s in findings(stale) for s in (key, access, refresh))
+    with broker:
+        eventually(lambda: stand_in(broker, "early").get("subscriptionType") == "max", 10, "the plan in the sandbox")
+        fresh = broker.cli("doctor", "--sandbox", "early")
+    oauth = stand_in(broker, "early")
+    assert oauth["accessToken"] == key and oauth["rateLimitTier"] == "default_claude_max_20x"  # same key
+    assert "shows no plan" not in fresh.stdout and fresh.returncode == 0, fresh.stdout
+    assert "sandbox(es) early now show the max plan" in broker.output_text()
+    assert not any(s in findings(stale) + findings(fresh) + broker.output_text() for s in (key, access, refresh))
+
+
+def test_a_broker_started_signed_out_says_claude_login_and_adopts_the_plan_for_its_sandboxes(tmp_path: Path) -> None:
+    broker = broker_at(tmp_path)
+    with broker:
+        key = broker.add_sandbox("box")  # made through the running broker, before any login
+        assert "subscriptionType" not in stand_in(broker, "box")
+        log = broker.output_text()
+        assert "token signed_out" in log and "run `claude /login` on the host" in log
+        logged_in(broker)  # the login appears: the broker's watcher adopts it
+        eventually(lambda: stand_in(broker, "box").get("subscriptionType") == "max", 15, "the plan in the sandbox")
+    assert stand_in(broker, "box")["accessToken"] == key
