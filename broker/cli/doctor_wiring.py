@@ -7,6 +7,8 @@ shows an old plan. (The login, modes and the running broker are
 from __future__ import annotations
 
 import errno
+import os
+import re
 import socket
 import stat
 import sys
@@ -126,8 +128,16 @@ def _usable(path: Path, uid: int, need: int) -> bool:
     return readable_by(uid, st.st_uid, stat.S_IMODE(st.st_mode), need)
 
 
+PLAN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,40}")
+
+
 def plan_words(plan: Plan) -> str:
-    return f"the {plan.subscription_type} plan" if plan.subscription_type else "no plan (\"Claude API\")"
+    """A plan as words; the stand-in is the sandbox's to write, so anything but a plain name
+    (an escape sequence for the terminal, a page of text) is not repeated."""
+    name = plan.subscription_type
+    if not name:
+        return "no plan (\"Claude API\")"
+    return f"the {name} plan" if PLAN_NAME.fullmatch(name) else "a plan with an unreadable name"
 
 
 def check_sandbox_plan(config: Config, name: str, host: Plan, running: bool) -> list[Finding]:
@@ -135,14 +145,22 @@ def check_sandbox_plan(config: Config, name: str, host: Plan, running: bool) -> 
     `claude /login` showed none until the broker adopted the login)."""
     if not host.subscription_type:
         return []
-    try:
-        text = (claude_dir.sandbox_dir(config.state_dir, name) / CREDENTIALS_FILE).read_text()
-    except (OSError, UnicodeDecodeError):
-        return []
-    shown = stand_in_plan(text)
+    shown = stand_in_plan(_read_no_link(claude_dir.sandbox_dir(config.state_dir, name) / CREDENTIALS_FILE))
     if shown is None or shown == host:
         return []
     fix = (f"`inference-broker docker-args {name} --rotate` writes it again (with a new key)" if running else
            "start the broker (`inference-broker run`): it brings every sandbox's plan up to date and keeps its key")
     return [Finding(WARN, f"sandbox {name!r} shows {plan_words(shown)} while your login is on {plan_words(host)}",
                     fix)]
+
+
+def _read_no_link(path: Path, limit: int = 1024 * 1024) -> str:
+    """A regular file's text, never through a link the sandbox planted; "" otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            return ""
+        return fh.read(limit).decode("utf-8", "replace")

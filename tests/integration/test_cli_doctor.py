@@ -189,3 +189,22 @@ def test_a_broker_started_signed_out_says_claude_login_and_adopts_the_plan_for_i
         logged_in(broker)  # the login appears: the broker's watcher adopts it
         eventually(lambda: stand_in(broker, "box").get("subscriptionType") == "max", 15, "the plan in the sandbox")
     assert stand_in(broker, "box")["accessToken"] == key
+
+
+def test_what_a_sandbox_plants_in_its_stand_in_is_not_repeated_or_followed(tmp_path: Path) -> None:
+    broker = broker_at(tmp_path)
+    key = broker.add_sandbox("box")
+    logged_in(broker)
+    creds = broker.state_dir / "sandboxes" / "box" / ".credentials.json"
+    doc = json.loads(creds.read_text())
+    doc["claudeAiOauth"]["subscriptionType"] = "\x1b]0;owned\x07\x1b[2J"  # the sandbox writes this dir
+    creds.write_text(json.dumps(doc))
+    planted = broker.cli("doctor", "--sandbox", "box")
+    assert "[WARN] sandbox 'box' shows a plan with an unreadable name while your login is on the max plan" \
+        in planted.stdout
+    assert "\x1b" not in planted.stdout + planted.stderr
+    creds.unlink()
+    creds.symlink_to(broker.creds)  # a link to the host's own login: never read through
+    linked = broker.cli("doctor", "--sandbox", "box")
+    assert "shows" not in linked.stdout and "sk-ant-" not in linked.stdout + linked.stderr
+    assert key not in planted.stdout + linked.stdout

@@ -23,3 +23,12 @@ def test_readable_by(uid: int, owner: int, mode: int, need: int, ok: bool) -> No
 def test_the_suggested_port_is_the_one_configured() -> None:
     assert suggested_port([parse_listen("127.0.0.1:9001")]) == 9001
     assert suggested_port([parse_listen("127.0.0.1:0")]) == 8765  # the README's
+
+
+def test_a_plan_name_planted_by_the_sandbox_is_not_repeated() -> None:
+    from broker.cli.doctor_wiring import plan_words
+    from broker.sandboxes.claude_config import Plan
+
+    assert plan_words(Plan("max")) == "the max plan" and plan_words(Plan()) == 'no plan ("Claude API")'
+    assert plan_words(Plan("\x1b[2Jmax")) == "a plan with an unreadable name"
+    assert plan_words(Plan("x" * 500)) == "a plan with an unreadable name"
