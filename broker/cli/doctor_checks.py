@@ -145,7 +145,8 @@ def check_sandbox_dir(config: Config, name: str, key_hash: str) -> list[Finding]
     return out
 
 
-def check_sandbox(config: Config, name: str, status: dict | None, uid: int | None = None) -> list[Finding]:
+def check_sandbox(config: Config, name: str, status: dict | None, uid: int | None = None,
+                  image: str | None = None) -> list[Finding]:
     with KeyStore(config.keystore_path) as store:
         hashes = store.hashes()
         paused = store.paused()
@@ -155,7 +156,7 @@ def check_sandbox(config: Config, name: str, status: dict | None, uid: int | Non
     else:
         out.append(Finding(OK, f"sandbox {name!r} has a key"))
         out += check_sandbox_dir(config, name, hashes[name])
-        out += wiring.check_container_user(config, name, uid)
+        out += wiring.check_container_user(config, name, uid, image)
         out += wiring.check_sandbox_plan(config, name, host_plan(config), status is not None)
     if paused:
         out.append(Finding(PROBLEM, "sandbox access is paused", "`inference-broker resume`"))
@@ -179,7 +180,7 @@ def check_config_path(config: Config) -> Finding:
 
 
 def run_checks(config: Config, profile: Profile, sources: list[CredentialSource], now: float,
-               sandbox: str | None = None, uid: int | None = None) -> list[Finding]:
+               sandbox: str | None = None, uid: int | None = None, image: str | None = None) -> list[Finding]:
     findings = [check_config_path(config), Finding(OK, f"provider: {profile.name} ({profile.description})")]
     findings += check_sources(sources, now)
     findings += check_host_locks(sources)
@@ -192,7 +193,7 @@ def run_checks(config: Config, profile: Profile, sources: list[CredentialSource]
     if status is None:
         findings += wiring.check_ports(config, gateway)
     if sandbox:
-        findings += check_sandbox(config, sandbox, status, uid)
+        findings += check_sandbox(config, sandbox, status, uid, image)
     return findings
 
 

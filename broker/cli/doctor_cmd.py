@@ -1,4 +1,4 @@
-"""`inference-broker doctor [--sandbox NAME [--uid UID]]`: find problems and say how to fix them.
+"""`inference-broker doctor [--sandbox NAME [--uid UID | --image IMAGE]]`: find problems and say how to fix them.
 
 It exits 1 on any problem or warning, so a script (or a person reading `$?`) sees trouble."""
 
@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sandbox", metavar="NAME", help="also check that sandbox NAME can get through")
     p.add_argument("--uid", type=int, metavar="UID",
                    help="with --sandbox: the user its container runs as (e.g. 1000 for `node` images)")
+    p.add_argument("--image", metavar="IMAGE",
+                   help="with --sandbox: the docker image it runs (doctor looks up the user it runs as)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=main)
 
@@ -28,9 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     config = config_of(args)
     profile = profile_for(config)
-    if args.uid is not None and not args.sandbox:
-        raise BrokerError("--uid goes with --sandbox NAME", title="doctor")
-    findings = run_checks(config, profile, build_sources(config, profile), time.time(), args.sandbox, args.uid)
+    if (args.uid is not None or args.image) and not args.sandbox:
+        raise BrokerError("--uid and --image go with --sandbox NAME", title="doctor")
+    if args.uid is not None and args.image:
+        raise BrokerError("give --uid or --image, not both", title="doctor")
+    findings = run_checks(config, profile, build_sources(config, profile), time.time(), args.sandbox, args.uid,
+                          args.image)
     if args.json:
         print(as_json(findings))
     else:

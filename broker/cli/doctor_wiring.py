@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from broker.cli.doctor_findings import OK, PROBLEM, WARN, Finding
+from broker.cli.image_user import ImageLookupError, image_uid
 from broker.config.listen import DEFAULT_PORT, ListenSpec, format_hostport, parse_listen
 from broker.config.settings import Config
 from broker.sandboxes import claude_dir
@@ -98,26 +99,35 @@ def readable_by(uid: int, owner: int, mode: int, need: int) -> bool:
     return bits & need == need
 
 
-def check_container_user(config: Config, name: str, uid: int | None) -> list[Finding]:
-    """Can the container's user (`uid`, e.g. 1000 for a `node` image) use the sandbox's dir? A
-    bind mount shows host ownership as is: without it, Claude Code runs onboarding and ends in
-    "Unable to connect to Anthropic services"."""
+def check_container_user(config: Config, name: str, uid: int | None, image: str | None = None) -> list[Finding]:
+    """Can the container's user (`uid`, or the user `image` runs as: 1000 for `node` images) use
+    the sandbox's dir? A bind mount shows host ownership as is: without it, Claude Code runs
+    onboarding and ends in "Unable to connect to Anthropic services"."""
     where = claude_dir.sandbox_dir(config.state_dir, name)
     try:
         owner = where.stat().st_uid
     except OSError:
         return []  # doctor_checks already says the dir is missing
+    out: list[Finding] = []
+    if uid is None and image:
+        try:
+            uid = image_uid(image)
+        except ImageLookupError as exc:
+            return [Finding(WARN, f"cannot tell which user image {image!r} runs as: {exc.message}",
+                            f"give it with `--uid UID` (`docker image inspect {image}` shows `User`)")]
+        out.append(Finding(OK, f"image {image!r} runs as uid {uid}"))
     if uid is None:
         return [Finding(OK, f"sandbox {name!r}: its Claude Code dir belongs to uid {owner}, so its container must "
-                        f"run as uid {owner} (or root); `doctor --sandbox {name} --uid UID` checks another user")]
+                        f"run as uid {owner} (or root); `doctor --sandbox {name} --image IMAGE` (or --uid UID) "
+                        "checks the user an image runs as")]
     fix = f"`inference-broker docker-args {name} --rotate --uid {uid}` hands it to uid {uid} (with a new key)"
     blocked = [p for p, need in ((where, 0o700), (where / CREDENTIALS_FILE, 0o600), (where / CONFIG_FILE, 0o600))
                if not _usable(p, uid, need)]
     if blocked:
-        return [Finding(PROBLEM, f"sandbox {name!r}: a container running as uid {uid} cannot use "
+        return out + [Finding(PROBLEM, f"sandbox {name!r}: a container running as uid {uid} cannot use "
                         f"{', '.join(str(p) for p in blocked)} (owned by uid {owner}): Claude Code there would "
                         "start onboarding and fail with \"Unable to connect\"", fix)]
-    return [Finding(OK, f"sandbox {name!r}: a container running as uid {uid} can use its Claude Code dir")]
+    return out + [Finding(OK, f"sandbox {name!r}: a container running as uid {uid} can use its Claude Code dir")]
 
 
 def _usable(path: Path, uid: int, need: int) -> bool:

@@ -138,7 +138,7 @@ def test_a_sandbox_dir_the_containers_user_cannot_read(tmp_path: Path) -> None:
     where = broker.state_dir / "sandboxes" / "box"
     plain = broker.cli("doctor", "--sandbox", "box")
     assert (f"[ok  ] sandbox 'box': its Claude Code dir belongs to uid 0, so its container must run as uid 0 (or "
-            "root); `doctor --sandbox box --uid UID` checks another user") in plain.stdout
+            "root); `doctor --sandbox box --image IMAGE` (or --uid UID) checks the user an image runs as") in plain.stdout
     node = broker.cli("doctor", "--sandbox", "box", "--uid", "1000")
     assert node.returncode == 1
     assert (f"[FAIL] sandbox 'box': a container running as uid 1000 cannot use {where}, {where}/.credentials.json, "
@@ -151,7 +151,7 @@ def test_a_sandbox_dir_the_containers_user_cannot_read(tmp_path: Path) -> None:
     root = broker.cli("doctor", "--sandbox", "box", "--uid", "0")
     assert "a container running as uid 0 can use its Claude Code dir" in root.stdout
     alone = broker.cli("doctor", "--uid", "1000")
-    assert alone.returncode == 1 and "--uid goes with --sandbox NAME" in alone.stderr
+    assert alone.returncode == 1 and "--uid and --image go with --sandbox NAME" in alone.stderr
     assert key not in findings(plain) + findings(node) + findings(fixed)
 
 

@@ -32,3 +32,20 @@ def test_a_plan_name_planted_by_the_sandbox_is_not_repeated() -> None:
     assert plan_words(Plan("max")) == "the max plan" and plan_words(Plan()) == 'no plan ("Claude API")'
     assert plan_words(Plan("\x1b[2Jmax")) == "a plan with an unreadable name"
     assert plan_words(Plan("x" * 500)) == "a plan with an unreadable name"
+
+
+@pytest.mark.parametrize("user, parsed", [("", (0, None)), ("1000", (1000, None)), ("1000:1000", (1000, None)),
+                                          ("node", (None, "node")), ("node:staff", (None, "node")),
+                                          ("0:0", (0, None))])
+def test_image_user_field(user: str, parsed: tuple) -> None:
+    from broker.cli.image_user import user_field
+
+    assert user_field(user) == parsed
+
+
+def test_passwd_uid() -> None:
+    from broker.cli.image_user import passwd_uid
+
+    passwd = "root:x:0:0:root:/root:/bin/sh\nnode:x:1000:1000::/home/node:/bin/sh\nbad line\n"
+    assert passwd_uid(passwd, "node") == 1000 and passwd_uid(passwd, "root") == 0
+    assert passwd_uid(passwd, "nobody") is None
