@@ -137,7 +137,7 @@ def test_a_sandbox_dir_the_containers_user_cannot_read(tmp_path: Path) -> None:
     key = broker.add_sandbox("box")
     where = broker.state_dir / "sandboxes" / "box"
     plain = broker.cli("doctor", "--sandbox", "box")
-    assert (f"[ok  ] sandbox 'box': its Claude Code dir belongs to uid 0, so its container must run as uid 0 (or "
+    assert ("[ok  ] sandbox 'box': its Claude Code dir belongs to uid 0, so its container must run as uid 0 (or "
             "root); `doctor --sandbox box --image IMAGE` (or --uid UID) checks the user an image runs as") in plain.stdout
     node = broker.cli("doctor", "--sandbox", "box", "--uid", "1000")
     assert node.returncode == 1
