@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("name", help="sandbox name")
     key = p.add_mutually_exclusive_group()
-    key.add_argument("--new", action="store_true", help="create sandbox NAME and print its new key")
+    key.add_argument("--new", action="store_true", help="create sandbox NAME (its key goes into its Claude Code dir, never to the screen)")
     key.add_argument("--rotate", action="store_true", help="give sandbox NAME a new key (the old one stops working)")
     p.add_argument("--format", choices=engine_args.FORMATS, default="run", help="output format (default: run)")
     p.add_argument("--port", type=int, help="the port containers reach the broker on (default: from the config)")

@@ -1,6 +1,7 @@
 """`doctor`'s checks (the command is `doctor_cmd`): find the login, check modes and wiring, say what to do.
 
-Each check returns Findings; the CLI prints them and exits non-zero when any is a problem.
+Each check returns Findings; the CLI prints them and exits non-zero when any is a problem or a
+warning (a first run's trouble is often only a warning here: a broker that is not running).
 """
 
 from __future__ import annotations
@@ -8,9 +9,10 @@ from __future__ import annotations
 import json
 import stat
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
+from broker.cli import doctor_wiring as wiring
+from broker.cli.doctor_findings import OK, PROBLEM, WARN, Finding
 from broker.runtime import control_socket
 from broker.sandboxes import bridges, claude_dir
 from broker.login.file_store import FileSource
@@ -23,15 +25,7 @@ from broker.config.listen import parse_listen
 from broker.config.profiles import Profile
 from broker.login.sources import CredentialSource
 from broker.common.wording import CLAUDE_LOGIN_HINT
-
-OK, WARN, PROBLEM = "ok", "warning", "problem"
-
-
-@dataclass(frozen=True)
-class Finding:
-    level: str
-    what: str
-    fix: str = ""
+from broker.cli.sandbox_cmd import host_plan
 
 
 def check_sources(sources: list[CredentialSource], now: float) -> list[Finding]:
@@ -112,12 +106,8 @@ def check_listen(config: Config, gateway: str | None) -> list[Finding]:
         out.append(Finding(WARN, "listen includes a wildcard address: every network can reach the proxy",
                            "listen on 127.0.0.1 and `docker` instead"))
     if any(s.is_docker for s in specs) and not gateway:
-        out.append(Finding(WARN, "listen includes `docker` but no docker bridge exists yet",
-                           "the broker binds there once docker starts"))
-    if gateway and all(s.is_loopback for s in specs):
-        out.append(Finding(WARN, f"a Linux docker engine is here (bridge {gateway}) but the broker listens on "
-                           "loopback only, which its containers cannot reach",
-                           "add `docker:8766` to `listen` in the config (Docker Desktop needs nothing)"))
+        out.append(Finding(OK, "listen includes `docker` but no docker bridge exists yet: the broker binds "
+                           "there once docker starts"))
     return out
 
 
@@ -125,7 +115,8 @@ def check_running(config: Config) -> tuple[list[Finding], dict | None]:
     try:
         reply = control_socket.request(config.control_socket, {"op": "status"}, timeout=10)
     except BrokerError:
-        return [Finding(WARN, "the broker is not running", "start it with `inference-broker run`")], None
+        return [Finding(WARN, "the broker is not running: sandboxes get \"connection refused\"",
+                        "start it with `inference-broker run`")], None
     st = reply["status"]
     level = OK if st["token"]["state"] in ("valid", "refreshing") else PROBLEM
     out = [Finding(OK, "the broker is running on " + ", ".join(st["listen"])),
@@ -171,7 +162,8 @@ def check_sandbox_dir(config: Config, name: str, key_hash: str) -> list[Finding]
     return out
 
 
-def check_sandbox(config: Config, name: str, status: dict | None) -> list[Finding]:
+def check_sandbox(config: Config, name: str, status: dict | None, uid: int | None = None,
+                  image: str | None = None) -> list[Finding]:
     with KeyStore(config.keystore_path) as store:
         hashes = store.hashes()
         paused = store.paused()
@@ -181,6 +173,8 @@ def check_sandbox(config: Config, name: str, status: dict | None) -> list[Findin
     else:
         out.append(Finding(OK, f"sandbox {name!r} has a key"))
         out += check_sandbox_dir(config, name, hashes[name])
+        out += wiring.check_container_user(config, name, uid, image)
+        out += wiring.check_sandbox_plan(config, name, host_plan(config), status is not None)
     if paused:
         out.append(Finding(PROBLEM, "sandbox access is paused", "`inference-broker resume`"))
     for addr in (status or {}).get("listen", []):
@@ -194,20 +188,30 @@ def check_sandbox(config: Config, name: str, status: dict | None) -> list[Findin
     return out
 
 
+def check_config_path(config: Config) -> Finding:
+    if config.path is None:
+        return Finding(OK, "config: none (defaults)")
+    if config.path.exists():
+        return Finding(OK, f"config: {config.path}")
+    return Finding(OK, f"config: {config.path} (not there: the defaults apply; create it to change them)")
+
+
 def run_checks(config: Config, profile: Profile, sources: list[CredentialSource], now: float,
-               sandbox: str | None = None) -> list[Finding]:
-    findings = [Finding(OK, f"config: {config.path if config.path and config.path.exists() else 'defaults'}"),
-                Finding(OK, f"provider: {profile.name} ({profile.description})")]
+               sandbox: str | None = None, uid: int | None = None, image: str | None = None) -> list[Finding]:
+    findings = [check_config_path(config), Finding(OK, f"provider: {profile.name} ({profile.description})")]
     findings += check_sources(sources, now)
     findings += check_host_locks(sources)
     findings += check_state_dir(config)
-    findings += check_listen(config, bridges.bridge_gateway(config.docker_bridge))
+    gateway = bridges.bridge_gateway(config.docker_bridge)
+    findings += check_listen(config, gateway)
     running, status = check_running(config)
     findings += running
+    findings += wiring.check_reach(config, gateway, list(status["listen"]) if status else None)
     if status is None:
         findings += check_pending_login(config)
+        findings += wiring.check_ports(config, gateway)
     if sandbox:
-        findings += check_sandbox(config, sandbox, status)
+        findings += check_sandbox(config, sandbox, status, uid, image)
     return findings
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from broker.sandboxes import claude_dir
-from broker.sandboxes.key_store import KeyStore
+from broker.sandboxes.key_store import KeyStore, SandboxError
 from broker.cli.common import ask_or_none, config_of
 from broker.usage.budget import parse_budget
 from broker.sandboxes.claude_config import Plan, check_workdir
@@ -39,17 +41,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = s.add_parser("list", help="sandboxes with their use")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=list_)
-    rv = s.add_parser("revoke", help="revoke one sandbox's key")
-    rv.add_argument("name", nargs="?")
-    rv.add_argument("--all", action="store_true", help="revoke every sandbox key")
-    rv.set_defaults(func=revoke)
-
-    top = sub.add_parser("revoke", help="revoke a sandbox's key, or --all")
-    top.add_argument("name", nargs="?")
-    top.add_argument("--all", action="store_true", help="revoke every sandbox key")
-    top.set_defaults(func=revoke)
+    add_revoke_options(s.add_parser("revoke", help="revoke one sandbox's key, or --all"))
+    add_revoke_options(sub.add_parser("revoke", help="revoke a sandbox's key, or --all"))
     sub.add_parser("pause", help="turn all sandbox access off (keys are kept)").set_defaults(func=pause)
     sub.add_parser("resume", help="turn sandbox access back on").set_defaults(func=resume)
+
+
+def add_revoke_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", nargs="?")
+    p.add_argument("--all", action="store_true",
+                   help="revoke every sandbox key and delete every sandbox's Claude Code dir (its history)")
+    p.add_argument("--yes", action="store_true", help="with --all: do not ask (needed without a terminal)")
+    p.set_defaults(func=revoke)
 
 
 def add_config_options(p: argparse.ArgumentParser) -> None:
@@ -80,6 +83,29 @@ def host_plan(config: Config) -> Plan:
     return Plan()
 
 
+@contextmanager
+def titled(title: str) -> Iterator[None]:
+    """The key store's errors ("Sandbox key: bad sandbox name") under a title that says what
+    could not be done, also when they come back from the running broker."""
+    try:
+        yield
+    except BrokerError as exc:
+        if isinstance(exc, SandboxError) or exc.title == SandboxError.title:
+            raise BrokerError(exc.message, title=title) from None
+        raise
+
+
+def _names(config: Config) -> list[str]:
+    """The sandboxes there are (the running broker's view, else the key store's)."""
+    reply = ask_or_none(config, {"op": "sandbox_list"})
+    if reply is not None:
+        return [str(r["name"]) for r in reply["sandboxes"]]
+    if not config.keystore_path.exists():
+        return []
+    with KeyStore(config.keystore_path) as store:
+        return [s.name for s in store.list()]
+
+
 def issue(config: Config, name: str, rotate: bool = False, workdir: str | None = None,
           uid: int | None = None) -> str:
     """A new key for `name` (created, or rotated), through the broker if it runs, written into
@@ -88,24 +114,30 @@ def issue(config: Config, name: str, rotate: bool = False, workdir: str | None =
     All or nothing: the dir is read, checked and prepared (whatever the sandbox left there)
     before the key changes, so a failure leaves the old key valid and in the sandbox's login;
     without a broker, the key store's change commits only once the new login is written."""
-    claude_dir.check_uid(uid)  # before the key exists: a refusal leaves nothing behind
-    prepared = claude_dir.prepare(config.state_dir, name, host_plan(config), [workdir] if workdir else [], uid)
-    reply = ask_or_none(config, {"op": "sandbox_rotate" if rotate else "sandbox_add", "name": name})
-    if reply is not None:
-        key = reply["key"]
-        prepared.commit(key)
-        return key
-    with KeyStore(config.keystore_path) as store:
-        return store.issue(name, rotate, then=prepared.commit)
+    with titled("Cannot give the sandbox a new key" if rotate else "Cannot create the sandbox"):
+        claude_dir.check_uid(uid)  # before the key exists: a refusal leaves nothing behind
+        if not rotate and name in _names(config):  # usually the quick start's `--new`, run again
+            raise BrokerError(f"sandbox {name!r} already exists: to wire a container to it again, drop `--new` "
+                              f"(`inference-broker docker-args {name}`); for a new key, "
+                              f"`inference-broker sandbox rotate {name}`", title="Cannot create the sandbox")
+        prepared = claude_dir.prepare(config.state_dir, name, host_plan(config), [workdir] if workdir else [], uid)
+        reply = ask_or_none(config, {"op": "sandbox_rotate" if rotate else "sandbox_add", "name": name})
+        if reply is not None:
+            key = reply["key"]
+            prepared.commit(key)
+            return key
+        with KeyStore(config.keystore_path) as store:
+            return store.issue(name, rotate, then=prepared.commit)
 
 
 def set_budget(config: Config, name: str, text: str) -> str:
     """Set (or with `off` remove) a budget, through the broker if it runs; returns its words."""
     spec = parse_budget(text)
-    reply = ask_or_none(config, {"op": "sandbox_budget", "name": name, "budget": text})
-    if reply is None:
-        with KeyStore(config.keystore_path) as store:
-            store.set_budget(name, spec)
+    with titled("Cannot set the budget"):
+        reply = ask_or_none(config, {"op": "sandbox_budget", "name": name, "budget": text})
+        if reply is None:
+            with KeyStore(config.keystore_path) as store:
+                store.set_budget(name, spec)
     return spec.words() if spec else "off"
 
 
@@ -169,11 +201,35 @@ def _perform(config: Config, action: str, arg: str | None = None) -> bool:
     return ask_or_none(config, payload) is not None
 
 
+def confirm_revoke_all(config: Config, yes: bool) -> bool:
+    """Say what `revoke --all` deletes; on a terminal ask, elsewhere go on only with `--yes`."""
+    names = _names(config)
+    if not names:
+        return True
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    print(f"revoke --all deletes {len(names)} sandbox(es) ({shown}): their keys stop working at once, and "
+          f"their Claude Code dirs under {claude_dir.sandbox_dir(config.state_dir, names[0]).parent} "
+          "(conversation history, settings) are removed.", file=sys.stderr)
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        print("not without a terminal to ask on: add --yes to go ahead", file=sys.stderr)
+        return False
+    try:
+        answer = input(f"Revoke all {len(names)}? [y/N] ")
+    except EOFError:
+        answer = ""
+    return answer.strip().lower() in ("y", "yes")
+
+
 def revoke(args: argparse.Namespace) -> int:
     config = config_of(args)
     if args.all == bool(args.name):
         print("name one sandbox, or --all", file=sys.stderr)
         return 2
+    if args.all and not confirm_revoke_all(config, args.yes):
+        print("nothing revoked", file=sys.stderr)
+        return 1
     if _perform(config, "revoke_all" if args.all else "revoke_sandbox", None if args.all else args.name):
         print("revoked" + (" every sandbox key" if args.all else f" {args.name}"))
         return 0

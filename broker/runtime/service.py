@@ -39,7 +39,7 @@ from broker.config.profiles import Profile
 from broker.usage.budget import Budget
 from broker.sandboxes.claude_config import Plan
 from broker.sandboxes.info import SandboxInfo
-from broker.status.snapshot import ProxyStatus, Snapshot
+from broker.status.snapshot import SIGNED_OUT, ProxyStatus, Snapshot
 from broker.common.wording import PLAN_LABEL, login_hint
 from broker.login.source_setup import build_sources
 from broker.usage.accounting import Metering
@@ -75,7 +75,7 @@ class Service:
         self.tokens = TokenManager(
             build_sources(config, self.profile), refresher, config.refresh,
             lock_path=state / "locks" / "refresh.lock", pending_path=state / PENDING_NAME,
-            record=self._record_refresh, on_change=self._changed,
+            record=self._record_refresh, on_change=self._token_changed,
             login_hint=login_hint(self.profile.login_hint),
         )
         upstream_url = config.upstream_url or self.profile.upstream
@@ -92,6 +92,7 @@ class Service:
         self.stopped = asyncio.Event()
         self._autostart_probe: Callable[[], bool] = lambda: Autostart.for_config(self.config).is_enabled()
         self._autostart_on = False  # as last probed (off the loop), for snapshots
+        self._plan_handed = Plan()  # the plan sandboxes' stand-in logins were last brought to
 
     # -- lifecycle
     async def start(self) -> None:
@@ -100,6 +101,7 @@ class Service:
         self._refresh_events = await asyncio.to_thread(AuditLog, self.refresh_log, config.audit.max_bytes,
                                                        config.audit.backups)
         await self.tokens.start()
+        self._hand_plan_to_sandboxes()
         await self.access.load()
         await self.metering.seed()
         self._audit = await asyncio.to_thread(AuditLog, config.audit_log, config.audit.max_bytes, config.audit.backups,
@@ -137,8 +139,11 @@ class Service:
         late = [s for s in specs if s.is_docker and not gateway]
         if late:
             self._tasks.append(asyncio.create_task(self._bind_docker_late(late), name="docker-bind"))
-        log.info("inference-broker %s ready (provider %s, token %s)", __version__, self.profile.name,
-                 self.tokens.status().state)
+        token = self.tokens.status()
+        log.info("inference-broker %s ready (provider %s, token %s)", __version__, self.profile.name, token.state)
+        if token.state == SIGNED_OUT:
+            log.warning("no usable login yet (%s): sandboxes get 401 until then; the broker picks the new "
+                        "login up on its own", token.reason)
         self._changed()
 
     async def stop(self) -> None:
@@ -247,6 +252,33 @@ class Service:
             return
         self._push_pending = True
         loop.call_later(0.2, self._push)
+
+    def _token_changed(self) -> None:
+        self._hand_plan_to_sandboxes()
+        self._changed()
+
+    def _hand_plan_to_sandboxes(self) -> None:
+        """When a login with a plan is adopted (at start, after `claude /login`, a plan change),
+        every sandbox's stand-in login shows that plan too, keeping its key."""
+        token = self.tokens.status()
+        plan = Plan(token.subscription_type, token.rate_limit_tier)
+        if not plan.subscription_type or plan == self._plan_handed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._plan_handed = plan
+        self._tasks.append(loop.create_task(self._follow_plan(plan), name="sandbox-plan"))
+
+    async def _follow_plan(self, plan: Plan) -> None:
+        try:
+            names = await asyncio.to_thread(claude_dir.follow_plan, self.config.state_dir, plan)
+        except (BrokerError, OSError) as exc:
+            log.warning("sandboxes keep their old plan: %s", exc)
+            return
+        if names:
+            log.info("sandbox(es) %s now show the %s plan", ", ".join(names), plan.subscription_type)
 
     def _push(self) -> None:
         self._push_pending = False

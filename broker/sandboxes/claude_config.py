@@ -88,6 +88,41 @@ def stand_in_key(text: str) -> str | None:
 MAX_DEPTH = 32
 
 
+def stand_in_plan(text: str) -> Plan | None:
+    """The plan a stand-in login (`.credentials.json`'s text) shows, or None when it is not one."""
+    oauth = _stand_in(text)
+    if oauth is None:
+        return None
+    sub, tier = oauth.get("subscriptionType"), oauth.get("rateLimitTier")
+    return Plan(sub if isinstance(sub, str) else None, tier if isinstance(tier, str) else None)
+
+
+def with_plan(text: str, plan: Plan) -> dict[str, Any] | None:
+    """The stand-in login in `text` showing `plan`, its key and all else kept; None when `text`
+    is no stand-in, `plan` is unknown, or it already shows that plan (nothing to write).
+
+    A sandbox made before the host's `claude /login` got no plan ("Claude API"); the broker
+    calls this when it adopts a login, so the sandbox follows without a new key."""
+    if not plan.subscription_type or stand_in_plan(text) in (None, plan):
+        return None
+    doc = parse_config(text) or {}
+    oauth = dict(doc["claudeAiOauth"])
+    for field, value in (("subscriptionType", plan.subscription_type), ("rateLimitTier", plan.rate_limit_tier)):
+        if value:
+            oauth[field] = value
+        else:
+            oauth.pop(field, None)
+    return {**doc, "claudeAiOauth": oauth}
+
+
+def _stand_in(text: str) -> dict[str, Any] | None:
+    doc = parse_config(text)
+    oauth = doc.get("claudeAiOauth") if doc else None
+    if not isinstance(oauth, dict) or oauth.get("refreshToken") != STAND_IN_REFRESH:
+        return None
+    return oauth if isinstance(oauth.get("accessToken"), str) and oauth["accessToken"] else None
+
+
 def parse_config(text: str) -> dict[str, Any] | None:
     """An existing `.claude.json` (or stand-in login), or None when it is missing, not a JSON
     object, or nested deeper than `MAX_DEPTH` (the sandbox wrote it: a document the parser

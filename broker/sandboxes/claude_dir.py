@@ -165,3 +165,26 @@ def remove_all(state_dir: Path) -> int:
     for name in names:
         shutil.rmtree(root / name, ignore_errors=True)
     return len(names)
+
+
+def follow_plan(state_dir: Path, plan: cc.Plan) -> list[str]:
+    """Show `plan` in every sandbox's stand-in login that shows another, keeping its key and
+    owner; the names updated. Called when the broker adopts a login (a sandbox made before
+    `claude /login` would otherwise say "Claude API" until its key is rotated)."""
+    root = Path(state_dir) / SANDBOXES
+    updated: list[str] = []
+    failed: list[str] = []
+    for path in sorted(root.iterdir()) if root.is_dir() else []:
+        creds = path / cc.CREDENTIALS_FILE
+        doc = cc.with_plan(_read_own(creds), plan) if path.is_dir() and not path.is_symlink() else None
+        if doc is None:
+            continue
+        try:
+            owner = path.stat().st_uid
+            write_private(creds, cc.dumps(doc), owner=None if owner == os.geteuid() else owner, follow=False)
+            updated.append(path.name)
+        except OSError as exc:
+            failed.append(f"{path.name} ({exc.strerror or exc})")
+    if failed:
+        raise SandboxConfigError(f"could not show the plan in sandbox(es) {', '.join(failed)}")
+    return updated

@@ -25,6 +25,7 @@ from broker.tray.notifications import baseline, notification
 from broker.status.snapshot import Snapshot
 from broker.tray.backend import MENU_BACKENDS, _import_pystray, backend_name, icon_class
 from broker.tray.desktop import copy_to_clipboard, open_link_privately, open_path
+from broker.tray.tray_host import full_menu_words, has_tray_host, no_tray_words, system_gi_installed
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ APP_NAME = "inference-broker"
 RERENDER_SECONDS = 30.0  # "valid for 5 h 12 min" stays true to the minute between state changes
 POLL_SECONDS = 0.5  # how soon the tray notices that the service's loop has stopped
 DOCK_CHECKS = 120  # xorg: polls (a minute) to check that a tray took the icon
+HOST_CHECK_POLLS = 4  # with no tray yet: look for one every 4 polls (2 s)
 FACE_LOCAL = {Action.COPY_DOCKER_FLAGS, Action.NEW_SANDBOX, Action.OPEN_AUDIT_LOG, Action.OPEN_CONFIG,
               Action.SHOW_STATUS, Action.OPEN_DASHBOARD}
 STATUS_FILE = "tray-status.txt"  # in the state dir: what a menu-less tray opens on a click
@@ -45,7 +47,8 @@ STATUS_FILE = "tray-status.txt"  # in the state dir: what a menu-less tray opens
 class Tray:
     """One tray icon bound to one service. Build it on the main thread, then `run()`."""
 
-    def __init__(self, service: Any, loop: asyncio.AbstractEventLoop, shutdown: Callable[[], None], pystray: ModuleType) -> None:
+    def __init__(self, service: Any, loop: asyncio.AbstractEventLoop, shutdown: Callable[[], None], pystray: ModuleType,
+                 host: bool = True) -> None:
         self.service = service
         self.loop = loop
         self.shutdown = shutdown
@@ -59,6 +62,7 @@ class Tray:
         self._fresh = threading.Event()  # a snapshot waits in _latest for the tray's thread
         self._latest: Snapshot | None = None
         self._shown = False
+        self._host = host  # a tray to show the icon in (else it waits for one, quietly)
         self.has_menu = backend_name(pystray) in MENU_BACKENDS
         snap = self._call_on_loop(service.snapshot)
         self.icon = icon_class(pystray)(APP_NAME, title=tooltip(snap))
@@ -219,17 +223,24 @@ class Tray:
         fresh, and notice when the service's loop has gone (the broker was stopped some
         other way)."""
         self._keep_sigint(self._sigint)
-        icon.visible = True
-        self._shown = True
-        log.info("tray icon shown (%s backend)", backend_name(self.pystray))
+        backend = backend_name(self.pystray)
+        if self._host:
+            self._show(icon)
+        elif backend != "xorg":  # GTK's backends take a tray that starts later on their own, quietly
+            icon.visible = True
         waited = 0.0
         docked = getattr(icon, "docked_or_asked", lambda: True)  # xorg: ask the tray again if need be
         checks_left = DOCK_CHECKS
+        polls = 0
         while not self._stopped.is_set():
             if self._fresh.wait(POLL_SECONDS):
                 self._draw_latest()
                 continue
-            if checks_left:
+            polls += 1
+            if not self._host and polls % HOST_CHECK_POLLS == 0 and has_tray_host(backend):
+                self._host = True  # a panel started after the broker (at login, say)
+                self._show(icon)
+            if checks_left and self._host:
                 checks_left = 0 if docked() else checks_left - 1
             if not self.loop.is_running():
                 log.info("service loop ended; closing the tray")
@@ -242,6 +253,13 @@ class Tray:
                     self.loop.call_soon_threadsafe(lambda: self._on_snapshot(self.service.snapshot()))
                 except RuntimeError:  # the loop closed between the check and the call
                     pass
+
+    def _show(self, icon: Any) -> None:
+        """Put the icon in the tray (pystray's xorg backend logs a traceback each time it tries
+        with no tray there, hence only now)."""
+        icon.visible = True
+        self._shown = True
+        log.info("tray icon shown (%s backend)", backend_name(self.pystray))
 
     def stop(self) -> None:
         self._stopped.set()
@@ -271,10 +289,10 @@ def run_tray(service: Any, loop: asyncio.AbstractEventLoop, shutdown: Callable[[
     """Show the tray for `service` (whose loop runs in another thread) until the user quits."""
     pystray = _import_pystray()
     backend = backend_name(pystray)
-    if backend not in MENU_BACKENDS:
+    host = has_tray_host(backend)
+    if not host:
+        log.warning("%s", no_tray_words(backend, system_gi_installed()))
+    elif backend not in MENU_BACKENDS:
         log.warning("tray backend %s has no menu: a left click on the icon opens the dashboard (the status "
-                    "when the dashboard is off). For the full "
-                    "menu, install python3-gi and AyatanaAppIndicator3 (Debian: apt install python3-gi "
-                    "gir1.2-ayatanaappindicator3-0.1) and run the broker from a Python that can import gi "
-                    "(a venv made with --system-site-packages)", backend)
-    Tray(service, loop, shutdown, pystray).run()
+                    "when the dashboard is off). %s", backend, full_menu_words(system_gi_installed()))
+    Tray(service, loop, shutdown, pystray, host).run()

@@ -65,3 +65,31 @@ def test_workdir_accepted(path: str, ok: str) -> None:
 def test_workdir_refused(path: str) -> None:
     with pytest.raises(BrokerError, match="absolute"):
         cc.check_workdir(path)
+
+
+def test_a_stand_in_shows_its_plan_and_other_logins_show_none() -> None:
+    text = cc.dumps(cc.credentials_doc(KEY, cc.Plan("pro", "tier"))).decode()
+    assert cc.stand_in_plan(text) == cc.Plan("pro", "tier")
+    assert cc.stand_in_plan(cc.dumps(cc.credentials_doc(KEY, cc.Plan())).decode()) == cc.Plan()
+    real = {"claudeAiOauth": {"accessToken": "sk-ant-oat01-x", "refreshToken": "sk-ant-ort01-y"}}
+    assert cc.stand_in_plan(json.dumps(real)) is None  # a real login is never a sandbox's to rewrite
+    assert cc.stand_in_plan("{") is None and cc.stand_in_plan("[]") is None
+
+
+def test_with_plan_keeps_the_key_and_all_else_and_writes_only_a_change() -> None:
+    doc = cc.credentials_doc(KEY, cc.Plan())
+    doc["claudeAiOauth"]["somethingClaudeCodeAdded"] = 1
+    doc["other"] = True
+    text = cc.dumps(doc).decode()
+    new = cc.with_plan(text, cc.Plan("max", "default_claude_max_20x"))
+    assert new is not None
+    assert new["claudeAiOauth"] == {**doc["claudeAiOauth"], "subscriptionType": "max",
+                                    "rateLimitTier": "default_claude_max_20x"}
+    assert new["other"] is True and json.loads(text) == doc  # the input is not changed
+    shown = cc.dumps(new).decode()
+    assert cc.with_plan(shown, cc.Plan("max", "default_claude_max_20x")) is None  # already shows it
+    assert cc.with_plan(shown, cc.Plan()) is None  # an unknown plan (signed out) never erases one
+    pro = cc.with_plan(shown, cc.Plan("pro"))
+    assert pro is not None and pro["claudeAiOauth"]["subscriptionType"] == "pro"
+    assert "rateLimitTier" not in pro["claudeAiOauth"]  # the old tier is not the new plan's
+    assert cc.with_plan(json.dumps({"claudeAiOauth": {"accessToken": "sk-ant-oat01-x"}}), cc.Plan("max")) is None
