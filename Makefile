@@ -16,7 +16,7 @@ LOCK := requirements.lock
 UV_VERSION := 0.13.9
 LOCK_TOOLS := build/lock-tools
 
-.PHONY: run test lock venv icons bench reliability clean
+.PHONY: run test test-fast lock venv icons bench reliability clean
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	rm -rf $(VENV)
@@ -33,6 +33,10 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The unit tests alone (tests/unit, about 10 s): the loop to run while working.
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
 
 $(LOCK_TOOLS)/bin/uv:
 	python3 -m venv $(LOCK_TOOLS)

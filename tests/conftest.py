@@ -13,13 +13,18 @@ MARKER_BY_DIRECTORY = {"integration": "integration", "e2e": "e2e", "reliability"
 TESTS = Path(__file__).resolve().parent
 
 
+def layer_of(path: Path) -> str | None:
+    """The marker a test file's directory gives it; None under tests/unit or outside tests/."""
+    try:
+        top = Path(path).resolve().relative_to(TESTS).parts[0]
+    except ValueError:  # collected from outside tests/
+        return None
+    return MARKER_BY_DIRECTORY.get(top)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        try:
-            top = Path(item.path).resolve().relative_to(TESTS).parts[0]
-        except ValueError:  # collected from outside tests/
-            continue
-        marker = MARKER_BY_DIRECTORY.get(top)
+        marker = layer_of(item.path)
         if marker:
             item.add_marker(marker)
 
