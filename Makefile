@@ -12,11 +12,13 @@ SYSPY := $(shell /usr/bin/python3 -c 'import gi' >/dev/null 2>&1 && echo /usr/bi
 BASEPY := $(or $(SYSPY),python3)
 VENV_FLAGS := $(if $(SYSPY),--system-site-packages)
 LOCK := requirements.lock
+# `make test-latest`: the unit and integration suites against the newest releases.
+LATEST ?= .venv-latest
 # `make lock`: uv, at a fixed release so the lock's format does not move, in a venv of its own.
 UV_VERSION := 0.13.9
 LOCK_TOOLS := build/lock-tools
 
-.PHONY: run test test-fast lock venv icons bench reliability clean
+.PHONY: run test test-fast test-latest lock venv icons bench reliability clean
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	rm -rf $(VENV)
@@ -37,6 +39,19 @@ test: $(VENV)/.installed
 # The unit tests alone (tests/unit, about 10 s): the loop to run while working.
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
+
+# A second venv with every dependency at its newest release (not the lock), then the unit and
+# integration suites in it; a failure prints which packages moved.
+test-latest:
+	rm -rf $(LATEST)
+	$(BASEPY) -m venv $(VENV_FLAGS) $(LATEST)
+	$(LATEST)/bin/python -m pip install -q --upgrade pip setuptools
+	$(LATEST)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e '.[test]'
+	@mkdir -p build
+	@$(LATEST)/bin/python scripts/lock_versions.py report $(LOCK) | tee build/latest-versions.txt
+	@$(LATEST)/bin/python -m pytest tests/unit tests/integration $(PYTEST_ARGS) || { \
+	  echo "FAILED against the newest releases. Their versions against $(LOCK):"; \
+	  cat build/latest-versions.txt; exit 1; }
 
 $(LOCK_TOOLS)/bin/uv:
 	python3 -m venv $(LOCK_TOOLS)
@@ -64,4 +79,4 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/proxy_overhead.py --json build/bench.json --markdown build/bench.md $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(LATEST) build *.egg-info
