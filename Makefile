@@ -12,13 +12,15 @@ SYSPY := $(shell /usr/bin/python3 -c 'import gi' >/dev/null 2>&1 && echo /usr/bi
 BASEPY := $(or $(SYSPY),python3)
 VENV_FLAGS := $(if $(SYSPY),--system-site-packages)
 LOCK := requirements.lock
+# `make install` links the venv's command here.
+BINDIR ?= $(HOME)/.local/bin
 # `make test-latest`: the unit and integration suites against the newest releases.
 LATEST ?= .venv-latest
 # `make lock`: uv, at a fixed release so the lock's format does not move, in a venv of its own.
 UV_VERSION := 0.13.9
 LOCK_TOOLS := build/lock-tools
 
-.PHONY: run test test-fast test-latest lock venv icons bench reliability clean
+.PHONY: run test test-fast test-latest install uninstall lock venv icons bench reliability clean
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	rm -rf $(VENV)
@@ -52,6 +54,16 @@ test-latest:
 	@$(LATEST)/bin/python -m pytest tests/unit tests/integration $(PYTEST_ARGS) || { \
 	  echo "FAILED against the newest releases. Their versions against $(LOCK):"; \
 	  cat build/latest-versions.txt; exit 1; }
+
+# `inference-broker` on PATH: a link to the venv's command (the venv runs this checkout).
+install: $(VENV)/.installed
+	mkdir -p $(BINDIR)
+	ln -sfn $(abspath $(VENV))/bin/inference-broker $(BINDIR)/inference-broker
+	@case ":$$PATH:" in *":$(BINDIR):"*) ;; \
+	  *) echo "$(BINDIR) is not on PATH: add it (e.g. in ~/.profile) to run inference-broker";; esac
+
+uninstall:
+	rm -f $(BINDIR)/inference-broker
 
 $(LOCK_TOOLS)/bin/uv:
 	python3 -m venv $(LOCK_TOOLS)
