@@ -106,20 +106,33 @@ class Forwarder:
             raise Refused(refusal(400, "request body must be a JSON object"))
         token = await self._token(self.token_margin)
         up = await self._send(request, headers, body, token, key)
-        if up.status == 401:
-            # The token may have been revoked early: refresh once (single-flight) and retry once;
-            # with no newer token to try, the client gets the upstream's 401 as it was.
-            await self.tokens.refresh("upstream 401", failed_token=token)
-            try:
-                new_token = await self.tokens.token()
-            except NotLoggedIn:
-                new_token = token
-            if new_token != token:
+        if up.status != 401:
+            return up, token
+        # The token may have been revoked early: refresh once (single-flight) and retry once;
+        # with no newer token to try, the client gets the upstream's 401 as it was.
+        passed_on = False
+        try:
+            new_token = await self._after_401(token)
+            if new_token == token:
+                passed_on = True
+                return up, token
+        finally:  # a refresh that raised, or a handler cancelled meanwhile, must not leak it
+            if not passed_on:
                 up.release()
-                ex.retried_after_401 = True
-                token = new_token
-                up = await self._send(request, headers, body, token, key)
-        return up, token
+        ex.retried_after_401 = True
+        return await self._send(request, headers, body, new_token, key), new_token
+
+    async def _after_401(self, token: str) -> str:
+        """The token to retry with after upstream refused `token`: the same one when there
+        is none newer (the refresh failed, or raised: the sandbox then sees the 401)."""
+        try:
+            await self.tokens.refresh("upstream 401", failed_token=token)
+            return await self.tokens.token()
+        except NotLoggedIn:
+            return token
+        except Exception as exc:
+            log.error("refreshing after an upstream 401 failed: %s", type(exc).__name__)
+            return token
 
     async def _read_body(self, request: web.BaseRequest, name: str, held: list[int]) -> bytes | bytearray:
         """The body, each chunk reserved against the in-flight budget first (`held` counts).
@@ -170,15 +183,18 @@ class Forwarder:
             return await self.upstream.send(request.method, request.raw_path, out, body)
         except asyncio.TimeoutError:
             raise Refused(refusal(504, "the upstream API did not answer in time")) from None
-        except aiohttp.ClientError as exc:
+        except aiohttp.ClientConnectionError as exc:
             log.warning("upstream unreachable: %s", type(exc).__name__)
             raise Refused(refusal(502, f"cannot reach the upstream API ({type(exc).__name__})")) from None
+        except Exception as exc:  # a reply no parser accepts, or anything else on the way
+            log.warning("upstream failed: %s", type(exc).__name__)
+            raise Refused(refusal(502, f"the upstream API sent no usable reply ({type(exc).__name__})")) from None
 
     async def _relay(self, request: web.BaseRequest, up: Reply, secrets: list[str],
                      ex: Exchange) -> web.StreamResponse:
-        ex.status = up.status
-        self._note_limits(up)
         try:
+            ex.status = up.status
+            self._note_limits(up)
             # Built inline: nothing a long stream does not need stays referenced while it runs.
             resp = web.StreamResponse(status=up.status, reason=up.reason,
                                       headers=rewrite_response_headers(list(up.headers.items()), secrets))
@@ -264,4 +280,7 @@ class Forwarder:
         limits = plan_limits(headers)
         if limits:  # a reply without them (an error from a gateway, say) changes nothing
             self.plan_limits = limits
-            self.on_limits(headers)
+            try:
+                self.on_limits(headers)
+            except Exception as exc:  # the reply still goes to its sandbox
+                log.error("cannot read the plan limits of a reply: %s", type(exc).__name__)

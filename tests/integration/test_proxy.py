@@ -544,9 +544,11 @@ async def test_token_close_to_expiry_is_refreshed_before_forwarding(make_broker)
     assert len(b.fake.requests) == 1 and b.fake.requests[0].header("authorization") == [bearer(b)] != [old]
     assert b.fake.unauthorized == 0
     log = b.state_dir / "refresh-events.jsonl"  # written by its own thread, just after the refresh
-    await eventually_async(lambda: log.exists() and read_jsonl(log), what="a refresh event")
-    events = read_jsonl(log)
-    assert (events[-1]["trigger"], events[-1]["outcome"]) == ("request", "refreshed")
+    # The start writes its own event ("start", "adopted") first: wait for the request's.
+    await eventually_async(lambda: log.exists() and any(e["trigger"] == "request" for e in read_jsonl(log)),
+                           what="the request's refresh event")
+    events = [e for e in read_jsonl(log) if e["trigger"] == "request"]
+    assert [e["outcome"] for e in events] == ["refreshed"]
     assert b.fake.problems == []
 
 
