@@ -19,10 +19,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from aiohttp.web_protocol import RequestPayloadError
 
-from broker.proxy.http1 import Reply
-from broker.proxy.upstream import Upstream
+from broker.proxy.upstream import Reply, Upstream
 from broker.config.settings import ProxySettings
 from broker.common.errors import NotLoggedIn
 from broker.proxy.exchange import Exchange
@@ -147,7 +145,7 @@ class Forwarder:
             async for chunk in content.iter_chunked(65536):
                 self._reserve(len(body), len(chunk), name, held)
                 body += chunk
-        except RequestPayloadError as exc:  # e.g. a gzip body that is not gzip
+        except web.RequestPayloadError as exc:  # e.g. a gzip body that is not gzip
             raise Refused(refusal(400, "the request body could not be read "
                                        f"({str(exc).splitlines()[-1].strip()})")) from None
         return body
@@ -195,27 +193,24 @@ class Forwarder:
         try:
             ex.status = up.status
             self._note_limits(up)
-            # Built inline: nothing a long stream does not need stays referenced while it runs.
-            resp = web.StreamResponse(status=up.status, reason=up.reason,
-                                      headers=rewrite_response_headers(list(up.headers.items()), secrets))
-            if _length_kept(request.method, up):  # framed as upstream framed it: no chunk markers
-                resp.content_length = up.content_length
+            headers = rewrite_response_headers(list(up.headers.items()), secrets)
             tracker = SSEUsageTracker() if up.content_type == "text/event-stream" else None
-            up.drop_headers()  # the reply's own copy: a long stream does not need it
-            if tracker is None:  # not a stream: its headers go out with the body, in one write
-                resp._send_headers_immediately = False  # as aiohttp's own web.Response does
             # An upstream that echoes request headers must not hand a sandbox the token.
             scrubber = StreamScrubber({*REGISTRY.snapshot(), *secrets})
-            kept: list[bytes] = []
-            kept_size = 0
-            await resp.prepare(request)
-            if tracker is None and up.content.is_eof():  # the whole reply came with its headers
+            if tracker is None and request.method != "HEAD" and up.content.is_eof():
+                # The whole reply came with its headers: one Response, headers and body in one write.
                 data = up.content.read_nowait()
                 ex.usage = usage_from_json(data) if len(data) <= JSON_USAGE_LIMIT else None
                 out = scrubber.whole(data)
                 self._scrubbed(scrubber, ex)
-                await resp.write_eof(out)  # headers and body in one write
-                return resp
+                return web.Response(status=up.status, reason=up.reason, headers=headers, body=out)
+            resp = web.StreamResponse(status=up.status, reason=up.reason, headers=headers)
+            if _length_kept(request.method, up):  # framed as upstream framed it: no chunk markers
+                resp.content_length = up.content_length
+            del headers
+            kept: list[bytes] = []
+            kept_size = 0
+            await resp.prepare(request)
             try:
                 async for chunk in self.upstream.body(up):
                     if tracker is not None:

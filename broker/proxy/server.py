@@ -90,14 +90,14 @@ class ProxyServer:
     async def add_site(self, host: str, port: int) -> str:
         assert self._runner is not None
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        before = set(self._runner.addresses)
         try:
             await site.start()
         except OSError as exc:
             raise BrokerError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (another broker, or "
                               "another program, may hold the port; change `listen` in the config)",
                               title="Cannot listen") from None
-        sock = site._server.sockets[0]  # type: ignore[union-attr]
-        real_port = sock.getsockname()[1]
+        real_port = [a for a in self._runner.addresses if a not in before][0][1]  # this site's socket
         shown = f"[{host}]:{real_port}" if ":" in host else f"{host}:{real_port}"
         self._sites.append(site)
         self.bound.append(shown)

@@ -210,15 +210,11 @@ async def test_api_key_helper_style_sends_the_key_both_ways(make_broker):
 
 
 async def test_unreachable_upstream_is_a_502_in_anthropic_shape(make_broker):
-    b = await make_broker()
-    key = await b.add_sandbox("u")
     with socket.socket() as s:  # a port on this machine that nothing listens on
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
-    assert b.service.proxy is not None
-    from broker.proxy.http1 import Client
-
-    b.service.proxy.upstream.client = Client(f"http://127.0.0.1:{closed}")
+    b = await make_broker(upstream_url=f"http://127.0.0.1:{closed}")
+    key = await b.add_sandbox("u")
     status, _, data = await call(b, key=key)
     assert status == 502
     assert "cannot reach the upstream API" in error_of(data)["message"]
