@@ -193,18 +193,21 @@ class Forwarder:
         try:
             ex.status = up.status
             self._note_limits(up)
-            headers = rewrite_response_headers(list(up.headers.items()), secrets)
+            # An upstream that echoes a secret (the token, an earlier one, the refresh token,
+            # the sandbox's key) must not hand it to a sandbox: in a header it is dropped, in a
+            # body masked. The status goes with its standard phrase, never upstream's own text.
+            held = {*REGISTRY.snapshot(), *secrets}
+            headers = rewrite_response_headers(list(up.headers.items()), held)
             tracker = SSEUsageTracker() if up.content_type == "text/event-stream" else None
-            # An upstream that echoes request headers must not hand a sandbox the token.
-            scrubber = StreamScrubber({*REGISTRY.snapshot(), *secrets})
+            scrubber = StreamScrubber(held)
             if tracker is None and request.method != "HEAD" and up.content.is_eof():
                 # The whole reply came with its headers: one Response, headers and body in one write.
                 data = up.content.read_nowait()
                 ex.usage = usage_from_json(data) if len(data) <= JSON_USAGE_LIMIT else None
                 out = scrubber.whole(data)
                 self._scrubbed(scrubber, ex)
-                return web.Response(status=up.status, reason=up.reason, headers=headers, body=out)
-            resp = web.StreamResponse(status=up.status, reason=up.reason, headers=headers)
+                return web.Response(status=up.status, headers=headers, body=out)
+            resp = web.StreamResponse(status=up.status, headers=headers)
             if _length_kept(request.method, up):  # framed as upstream framed it: no chunk markers
                 resp.content_length = up.content_length
             del headers

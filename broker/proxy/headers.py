@@ -8,7 +8,7 @@ the model). The aiohttp handler only applies the result.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -129,12 +129,13 @@ def rewrite_request_headers(
 
 
 def rewrite_response_headers(
-    headers: Iterable[tuple[str, str]], secrets: Sequence[str]
+    headers: Iterable[tuple[str, str]], secrets: Collection[str]
 ) -> list[tuple[str, str]]:
     """The upstream response's headers as a sandbox may see them.
 
-    Any header echoing a secret (token, sandbox key) is dropped whole: a partial redaction
-    could still leak a prefix, and no legitimate header needs one. (This runs for every
+    Any header echoing a secret in its name or value (every secret the broker holds: tokens
+    current and earlier, the refresh token, the sandbox's key) is dropped whole: a partial
+    redaction could still leak a prefix, and no legitimate header needs one. (This runs for every
     reply: the secrets are looked for in all headers at once, and header by header only
     when one is there.)
     """

@@ -6,6 +6,7 @@ store, audit log, token manager, credentials file and its watcher are the real o
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -207,3 +208,34 @@ async def make_broker(tmp_path: Path, token_endpoint: FakeTokenEndpoint, token_u
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+async def raw_upstream() -> AsyncIterator[Callable[..., Any]]:
+    """`await raw_upstream(reply)`: the URL of an upstream that reads one request (head and
+    Content-Length body), writes `reply` verbatim (or `reply(head)` when it is callable: an
+    upstream that echoes what it got), and closes. For replies no HTTP server would write."""
+    servers: list[asyncio.Server] = []
+
+    async def start(reply: bytes | Callable[[bytes], bytes]) -> str:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                await reader.readexactly(length)
+                writer.write(reply(head) if callable(reply) else reply)
+                await writer.drain()
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        servers.append(server)
+        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+    yield start
+    for server in servers:
+        server.close()
+        await server.wait_closed()

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-
 import pytest
 
 from tests.fakes.eventually import eventually_async
@@ -82,36 +80,6 @@ async def test_a_failing_plan_limits_reader_neither_fails_the_request_nor_leaks_
     assert b.relay is not None
     await eventually_async(lambda: b.relay.open <= 1, what="connections freed or reused")
     _no_traceback(caplog)
-
-
-@pytest.fixture
-async def raw_upstream() -> AsyncIterator[Callable[[bytes], asyncio.Future[str]]]:
-    """An upstream that reads one request head and body, answers `reply` bytes verbatim and
-    closes; returns its URL."""
-    servers: list[asyncio.Server] = []
-
-    async def start(reply: bytes) -> str:
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
-                await reader.readexactly(length)
-                writer.write(reply)
-                await writer.drain()
-            except (ConnectionError, asyncio.IncompleteReadError):
-                pass
-            finally:
-                writer.close()
-
-        server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        servers.append(server)
-        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-
-    yield start  # type: ignore[misc]
-    for server in servers:
-        server.close()
-        await server.wait_closed()
 
 
 MALFORMED = [
