@@ -20,7 +20,7 @@ from typing import Any, Callable
 from aiohttp import web
 
 from broker.proxy.audit import AuditLog
-from broker.proxy.connection_guard import ConnectionGuard, fd_cap
+from broker.proxy.connection_guard import REQUEST_LOG, ConnectionGuard, fd_cap
 from broker.proxy.forward import Forwarder, error_response
 from broker.proxy.upstream import Upstream
 from broker.usage.clients import client_product
@@ -76,7 +76,7 @@ class ProxyServer:
         router and middleware chain would only add work per request. Bodies are read and
         bounded by the forwarder (`max_body_bytes`), not by aiohttp's `client_max_size`."""
         return web.Server(self.conns.guard(self.handle), handler_cancellation=True, access_log=None,
-                          keepalive_timeout=self.settings.keepalive_timeout_seconds)
+                          keepalive_timeout=self.settings.keepalive_timeout_seconds, logger=REQUEST_LOG)
 
     async def start(self, binds: list[tuple[str, int]]) -> list[str]:
         self._runner = web.ServerRunner(self.make_server())

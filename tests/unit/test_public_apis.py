@@ -8,8 +8,9 @@ import ast
 from pathlib import Path
 
 BROKER = Path(__file__).resolve().parents[2] / "broker"
-# The documented entry points; aiohttp.client_proto, aiohttp.http_parser, aiohttp.web_protocol... are not.
-PUBLIC_MODULES = {"aiohttp", "aiohttp.web", "yarl", "multidict"}
+# The documented entry points (and http_exceptions' own __all__: HttpProcessingError);
+# aiohttp.client_proto, aiohttp.http_parser, aiohttp.web_protocol... are not.
+PUBLIC_MODULES = {"aiohttp", "aiohttp.web", "aiohttp.http_exceptions", "yarl", "multidict"}
 WATCHED = ("aiohttp", "yarl", "multidict")
 # Internals the broker once read on aiohttp objects (site._server, StreamResponse._send_headers_immediately).
 KNOWN_INTERNALS = {"_server", "_send_headers_immediately", "_protocol", "_payload", "_connector", "_conns",
