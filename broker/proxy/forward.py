@@ -26,13 +26,13 @@ from broker.common.errors import NotLoggedIn
 from broker.proxy.exchange import Exchange
 from broker.common.api_errors import Refusal, refusal
 from broker.proxy.guards import check_body_size
-from broker.proxy.headers import DECODED_ENCODINGS, rewrite_request_headers, rewrite_response_headers
+from broker.proxy.headers import rewrite_request_headers, rewrite_response_headers
 from broker.proxy.inflight import InflightBytes
 from broker.proxy.protocols import TokenProvider
 from broker.config.profiles import Profile
 from broker.common.redact import REGISTRY
 from broker.proxy.scrub import StreamScrubber
-from broker.proxy.request_body import request_model
+from broker.proxy.request_body import BodyTooLarge, decoded, request_model
 from broker.usage.reply_usage import SSEUsageTracker, plan_limits, usage_from_json
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,19 @@ def _length_kept(method: str, up: Reply) -> bool:
     front instead of in chunks (one write less per reply, and no chunk framing)."""
     return (up.content_length is not None and method != "HEAD" and up.status not in (204, 304)
             and up.headers.get("Content-Encoding", "identity").strip().lower() == "identity")
+
+
+# The reply encodings aiohttp's client decodes (br and zstd with the Brotli and backports.zstd packages).
+DECODED_REPLIES = frozenset({"gzip", "deflate", "br", "zstd", "identity"})
+
+
+def _unreadable_encoding(method: str, up: Reply) -> str | None:
+    """The reply's Content-Encoding when its body has one the client did not decode (the
+    proxy reads every body it relays: usage, secret masking), else None."""
+    coding = up.headers.get("Content-Encoding")
+    if coding is None or coding.lower() in DECODED_REPLIES or method == "HEAD" or up.status in (204, 304):
+        return None
+    return ascii(coding[:40])
 
 
 def error_response(r: Refusal, headers: dict[str, str] | None = None) -> web.Response:
@@ -94,12 +107,10 @@ class Forwarder:
     async def _upstream(self, request: web.BaseRequest, key: str, ex: Exchange,
                         held: list[int]) -> tuple[Reply, str]:
         """Send the request; the reply whose headers came, and the token it went with."""
-        body = await self._read_body(request, ex.sandbox, held)
+        body = await self._read_body(request, ex.sandbox, held)  # as it came: upstream gets these bytes
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
-        if request.headers.get("Content-Encoding", "").strip().lower() in DECODED_ENCODINGS:
-            # aiohttp decoded the body: say so upstream, or it would try to decode it again.
-            headers = [(k, v) for k, v in headers if k.lower() != "content-encoding"]
-        is_object, ex.model = request_model(body) if body else (False, None)
+        readable = self._readable(body, request.headers.get("Content-Encoding"))
+        is_object, ex.model = request_model(readable) if readable else (False, None)
         if request.method == "POST" and body and not is_object:
             raise Refused(refusal(400, "request body must be a JSON object"))
         token = await self._token(self.token_margin)
@@ -145,10 +156,24 @@ class Forwarder:
             async for chunk in content.iter_chunked(65536):
                 self._reserve(len(body), len(chunk), name, held)
                 body += chunk
-        except web.RequestPayloadError as exc:  # e.g. a gzip body that is not gzip
+        except web.RequestPayloadError as exc:  # e.g. chunked framing cut short
             raise Refused(refusal(400, "the request body could not be read "
                                        f"({str(exc).splitlines()[-1].strip()})")) from None
         return body
+
+    def _readable(self, body: bytes | bytearray, encoding: str | None) -> bytes | bytearray:
+        """The body to read the model from: a copy decoded when the client compressed it
+        (bounded by the body limit, as a plain body is)."""
+        if not encoding or encoding.strip().lower() == "identity" or not body:
+            return body
+        try:
+            return decoded(bytes(body), encoding, self.settings.max_body_bytes)
+        except BodyTooLarge:
+            bad = check_body_size(str(self.settings.max_body_bytes + 1), self.settings.max_body_bytes)
+            assert bad is not None
+            raise Refused(bad) from None
+        except ValueError as exc:
+            raise Refused(refusal(400, f"the request body could not be read ({exc})")) from None
 
     def _reserve(self, have: int, more: int, name: str, held: list[int]) -> None:
         """Refuse a body past the size limit or the in-flight budget; else count `more` held."""
@@ -176,7 +201,8 @@ class Forwarder:
                     token: str, key: str) -> Reply:
         out = rewrite_request_headers(headers, auth_header=self.profile.auth_header,
                                       auth_value=self.profile.auth_value(token),
-                                      mandatory=self.profile.mandatory_headers, secrets=[key])
+                                      mandatory=self.profile.mandatory_headers, secrets=[key],
+                                      body_length=len(body))
         try:
             return await self.upstream.send(request.method, request.raw_path, out, body)
         except asyncio.TimeoutError:
@@ -193,6 +219,12 @@ class Forwarder:
         try:
             ex.status = up.status
             self._note_limits(up)
+            unreadable = _unreadable_encoding(request.method, up)
+            if unreadable is not None:  # relayed as is, no secret in it could be masked
+                ex.status, ex.outcome = 502, "upstream replied in an encoding the broker cannot read"
+                log.warning("%s (%s)", ex.outcome, unreadable)
+                return error_response(refusal(502, "the upstream API replied in a content encoding the "
+                                                   f"broker cannot read ({unreadable})"))
             # An upstream that echoes a secret (the token, an earlier one, the refresh token,
             # the sandbox's key) must not hand it to a sandbox: in a header it is dropped, in a
             # body masked. The status goes with its standard phrase, never upstream's own text.

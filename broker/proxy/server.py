@@ -74,9 +74,11 @@ class ProxyServer:
     def make_server(self) -> web.Server:
         """aiohttp's low-level server: every path comes to one handler, so an application's
         router and middleware chain would only add work per request. Bodies are read and
-        bounded by the forwarder (`max_body_bytes`), not by aiohttp's `client_max_size`."""
+        bounded by the forwarder (`max_body_bytes`), not by aiohttp's `client_max_size`, and
+        not decoded: the upstream receives the bytes the client sent."""
         return web.Server(self.conns.guard(self.handle), handler_cancellation=True, access_log=None,
-                          keepalive_timeout=self.settings.keepalive_timeout_seconds, logger=REQUEST_LOG)
+                          keepalive_timeout=self.settings.keepalive_timeout_seconds, logger=REQUEST_LOG,
+                          auto_decompress=False)  # a compressed body goes upstream as it came
 
     async def start(self, binds: list[tuple[str, int]]) -> list[str]:
         self._runner = web.ServerRunner(self.make_server())

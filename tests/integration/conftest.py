@@ -171,7 +171,7 @@ async def make_broker(tmp_path: Path, token_endpoint: FakeTokenEndpoint, token_u
                              forbidden=lambda: list(holder["b"].keys.values()) if "b" in holder else [],
                              **fake_kw)
         fakes.append(fake)
-        upstream = await aiohttp_server(fake.make_app())
+        upstream = await aiohttp_server(fake.make_app(), auto_decompress=False)  # bodies recorded as they came
         url = str(upstream.make_url("")).rstrip("/")
         tap = None
         if relay:  # count and record the broker's upstream connections
