@@ -67,7 +67,7 @@ class Upstream:
         in their order and case, after Host: nothing is added for a client that sent none."""
         url = URL(self.base + raw_path_qs, encoded=True)
         with self.watchdog.waiting():
-            return await self.session.request(method, url, headers=headers, data=bytes(body) if body else None,
+            return await self.session.request(method, url, headers=headers, data=body if body else None,
                                               allow_redirects=False)
 
     async def body(self, resp: Reply) -> AsyncIterator[bytes]:
