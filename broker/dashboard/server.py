@@ -79,7 +79,7 @@ class DashboardServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = self._runner.addresses[0][1]  # the one site's socket: the port it really got
         log.info("dashboard on %s (open it with `inference-broker dashboard`)", self.base_url)
         return self.base_url
 

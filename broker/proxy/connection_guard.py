@@ -5,7 +5,9 @@ hooks its `Server` (connection made/lost), marks requests by wrapping the handle
 connections once a second by the rules in proxy.connection_limits, and closes unauthenticated
 connections after their answer. When the process runs out of file descriptors, asyncio and
 aiohttp log a traceback per failed accept or request (6,360 in 8 s were seen): a filter lets
-one such line through per minute, with a count of what it held back.
+one such line through per minute, with a count of what it held back. A request aiohttp cannot
+parse (36,360 in 24 s, without a key) is logged as one line, at most `MalformedRequestLog.per_window`
+a minute, like wrong keys: the server logs to `REQUEST_LOG`, which carries that filter.
 """
 
 from __future__ import annotations
@@ -17,14 +19,18 @@ import time
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from broker.proxy.connection_limits import ConnectionTable
 
 log = logging.getLogger(__name__)
+# What the proxy's aiohttp server logs (given to it as its `logger`): requests it could not
+# handle. Only this server's records: the dashboard's keep aiohttp's own logger.
+REQUEST_LOG = logging.getLogger("broker.proxy.requests")
 
 _FD_ERRNOS = (errno.EMFILE, errno.ENFILE)
 STORM_LOGGERS = ("asyncio", "aiohttp.server", "aiohttp.web", "broker.proxy.server", "broker.proxy.forward",
-                 "broker.proxy.audit")
+                 "broker.proxy.audit", REQUEST_LOG.name)
 
 
 def fd_cap(wanted: int) -> int:
@@ -69,10 +75,51 @@ class StormFilter(logging.Filter):
         return True
 
 
+class MalformedRequestLog(logging.Filter):
+    """aiohttp logs a request it cannot parse (Content-Length with Transfer-Encoding, a line
+    too long, a bad header...) as "Error handling request" with a traceback; it has already
+    answered 400 and closed the connection. This turns each such record into one warning line,
+    at most `per_window` in `window` seconds; the next line let through says how many were
+    held back. Nothing the client sent reaches the log unescaped or unbounded."""
+
+    def __init__(self, per_window: int = 10, window: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.per_window, self.window, self.clock = per_window, window, clock
+        self._window_end = float("-inf")
+        self._logged = 0
+        self.held_back = 0  # since the last line let through
+        self.total = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        self.total += 1
+        now = self.clock()
+        if now >= self._window_end:
+            self._window_end, self._logged = now + self.window, 0
+        if self._logged >= self.per_window:
+            self.held_back += 1
+            return False
+        self._logged += 1
+        peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        reason = (exc.message or type(exc).__name__).splitlines()[0][:120]
+        record.msg = "refused a malformed request from %s: %s (%s)%s"
+        record.args = (ascii(str(peer))[1:-1][:64], ascii(reason)[1:-1], type(exc).__name__,
+                       f" [{self.held_back} more held back]" if self.held_back else "")
+        if record.levelno > logging.WARNING:  # aiohttp says ERROR; a stranger's bad bytes are not one
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info, record.exc_text, record.stack_info = None, None, None  # one line, no traceback
+        self.held_back = 0
+        return True
+
+
 class ConnectionGuard:
     def __init__(self, table: ConnectionTable, clock: Callable[[], float] = time.monotonic) -> None:
         self.table, self.clock = table, clock
         self.storm = StormFilter()
+        self.malformed = MalformedRequestLog()
         self._transports: dict[Any, asyncio.Transport] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()  # set when a connection opens
@@ -97,6 +144,7 @@ class ConnectionGuard:
         server.connection_lost = connection_lost  # type: ignore[method-assign]
         for name in STORM_LOGGERS:
             logging.getLogger(name).addFilter(self.storm)
+        REQUEST_LOG.addFilter(self.malformed)
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
     def _close(self, handler: Any) -> None:
@@ -142,6 +190,7 @@ class ConnectionGuard:
     async def close(self) -> None:
         for name in STORM_LOGGERS:
             logging.getLogger(name).removeFilter(self.storm)
+        REQUEST_LOG.removeFilter(self.malformed)
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)

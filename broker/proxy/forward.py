@@ -19,22 +19,20 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from aiohttp.web_protocol import RequestPayloadError
 
-from broker.proxy.http1 import Reply
-from broker.proxy.upstream import Upstream
+from broker.proxy.upstream import Reply, Upstream
 from broker.config.settings import ProxySettings
 from broker.common.errors import NotLoggedIn
 from broker.proxy.exchange import Exchange
 from broker.common.api_errors import Refusal, refusal
 from broker.proxy.guards import check_body_size
-from broker.proxy.headers import DECODED_ENCODINGS, rewrite_request_headers, rewrite_response_headers
+from broker.proxy.headers import rewrite_request_headers, rewrite_response_headers
 from broker.proxy.inflight import InflightBytes
 from broker.proxy.protocols import TokenProvider
 from broker.config.profiles import Profile
 from broker.common.redact import REGISTRY
 from broker.proxy.scrub import StreamScrubber
-from broker.proxy.request_body import request_model
+from broker.proxy.request_body import BodyTooLarge, decoded, request_model
 from broker.usage.reply_usage import JSONUsageReader, SSEUsageTracker, json_usage, plan_limits
 
 log = logging.getLogger(__name__)
@@ -60,6 +58,19 @@ def _length_kept(method: str, up: Reply) -> bool:
     front instead of in chunks (one write less per reply, and no chunk framing)."""
     return (up.content_length is not None and method != "HEAD" and up.status not in (204, 304)
             and up.headers.get("Content-Encoding", "identity").strip().lower() == "identity")
+
+
+# The reply encodings aiohttp's client decodes (br and zstd with the Brotli and backports.zstd packages).
+DECODED_REPLIES = frozenset({"gzip", "deflate", "br", "zstd", "identity"})
+
+
+def _unreadable_encoding(method: str, up: Reply) -> str | None:
+    """The reply's Content-Encoding when its body has one the client did not decode (the
+    proxy reads every body it relays: usage, secret masking), else None."""
+    coding = up.headers.get("Content-Encoding")
+    if coding is None or coding.lower() in DECODED_REPLIES or method == "HEAD" or up.status in (204, 304):
+        return None
+    return ascii(coding[:40])
 
 
 def error_response(r: Refusal, headers: dict[str, str] | None = None) -> web.Response:
@@ -97,12 +108,10 @@ class Forwarder:
     async def _upstream(self, request: web.BaseRequest, key: str, ex: Exchange,
                         held: list[int]) -> tuple[Reply, str]:
         """Send the request; the reply whose headers came, and the token it went with."""
-        body = await self._read_body(request, ex.sandbox, held)
+        body = await self._read_body(request, ex.sandbox, held)  # as it came: upstream gets these bytes
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
-        if request.headers.get("Content-Encoding", "").strip().lower() in DECODED_ENCODINGS:
-            # aiohttp decoded the body: say so upstream, or it would try to decode it again.
-            headers = [(k, v) for k, v in headers if k.lower() != "content-encoding"]
-        is_object, ex.model = request_model(body) if body else (False, None)
+        readable = self._readable(body, request.headers.get("Content-Encoding"))
+        is_object, ex.model = request_model(readable) if readable else (False, None)
         if request.method == "POST" and body and not is_object:
             raise Refused(refusal(400, "request body must be a JSON object"))
         verdict = self.reserve(ex, body)
@@ -110,20 +119,33 @@ class Forwarder:
             raise Refused(verdict[0], {"Retry-After": str(max(1, round(verdict[1])))})
         token = await self._token(self.token_margin)
         up = await self._send(request, headers, body, token, key)
-        if up.status == 401:
-            # The token may have been revoked early: refresh once (single-flight) and retry once;
-            # with no newer token to try, the client gets the upstream's 401 as it was.
-            await self.tokens.refresh("upstream 401", failed_token=token)
-            try:
-                new_token = await self.tokens.token()
-            except NotLoggedIn:
-                new_token = token
-            if new_token != token:
+        if up.status != 401:
+            return up, token
+        # The token may have been revoked early: refresh once (single-flight) and retry once;
+        # with no newer token to try, the client gets the upstream's 401 as it was.
+        passed_on = False
+        try:
+            new_token = await self._after_401(token)
+            if new_token == token:
+                passed_on = True
+                return up, token
+        finally:  # a refresh that raised, or a handler cancelled meanwhile, must not leak it
+            if not passed_on:
                 up.release()
-                ex.retried_after_401 = True
-                token = new_token
-                up = await self._send(request, headers, body, token, key)
-        return up, token
+        ex.retried_after_401 = True
+        return await self._send(request, headers, body, new_token, key), new_token
+
+    async def _after_401(self, token: str) -> str:
+        """The token to retry with after upstream refused `token`: the same one when there
+        is none newer (the refresh failed, or raised: the sandbox then sees the 401)."""
+        try:
+            await self.tokens.refresh("upstream 401", failed_token=token)
+            return await self.tokens.token()
+        except NotLoggedIn:
+            return token
+        except Exception as exc:
+            log.error("refreshing after an upstream 401 failed: %s", type(exc).__name__)
+            return token
 
     async def _read_body(self, request: web.BaseRequest, name: str, held: list[int]) -> bytes | bytearray:
         """The body, each chunk reserved against the in-flight budget first (`held` counts).
@@ -138,10 +160,24 @@ class Forwarder:
             async for chunk in content.iter_chunked(65536):
                 self._reserve(len(body), len(chunk), name, held)
                 body += chunk
-        except RequestPayloadError as exc:  # e.g. a gzip body that is not gzip
+        except web.RequestPayloadError as exc:  # e.g. chunked framing cut short
             raise Refused(refusal(400, "the request body could not be read "
                                        f"({str(exc).splitlines()[-1].strip()})")) from None
         return body
+
+    def _readable(self, body: bytes | bytearray, encoding: str | None) -> bytes | bytearray:
+        """The body to read the model from: a copy decoded when the client compressed it
+        (bounded by the body limit, as a plain body is)."""
+        if not encoding or encoding.strip().lower() == "identity" or not body:
+            return body
+        try:
+            return decoded(bytes(body), encoding, self.settings.max_body_bytes)
+        except BodyTooLarge:
+            bad = check_body_size(str(self.settings.max_body_bytes + 1), self.settings.max_body_bytes)
+            assert bad is not None
+            raise Refused(bad) from None
+        except ValueError as exc:
+            raise Refused(refusal(400, f"the request body could not be read ({exc})")) from None
 
     def _reserve(self, have: int, more: int, name: str, held: list[int]) -> None:
         """Refuse a body past the size limit or the in-flight budget; else count `more` held."""
@@ -169,40 +205,50 @@ class Forwarder:
                     token: str, key: str) -> Reply:
         out = rewrite_request_headers(headers, auth_header=self.profile.auth_header,
                                       auth_value=self.profile.auth_value(token),
-                                      mandatory=self.profile.mandatory_headers, secrets=[key])
+                                      mandatory=self.profile.mandatory_headers, secrets=[key],
+                                      body_length=len(body))
         try:
             return await self.upstream.send(request.method, request.raw_path, out, body)
         except asyncio.TimeoutError:
             raise Refused(refusal(504, "the upstream API did not answer in time")) from None
-        except aiohttp.ClientError as exc:
+        except aiohttp.ClientConnectionError as exc:
             log.warning("upstream unreachable: %s", type(exc).__name__)
             raise Refused(refusal(502, f"cannot reach the upstream API ({type(exc).__name__})")) from None
+        except Exception as exc:  # a reply no parser accepts, or anything else on the way
+            log.warning("upstream failed: %s", type(exc).__name__)
+            raise Refused(refusal(502, f"the upstream API sent no usable reply ({type(exc).__name__})")) from None
 
     async def _relay(self, request: web.BaseRequest, up: Reply, secrets: list[str],
                      ex: Exchange) -> web.StreamResponse:
-        ex.status = up.status
-        self._note_limits(up)
         try:
-            # Built inline: nothing a long stream does not need stays referenced while it runs.
-            resp = web.StreamResponse(status=up.status, reason=up.reason,
-                                      headers=rewrite_response_headers(list(up.headers.items()), secrets))
-            if _length_kept(request.method, up):  # framed as upstream framed it: no chunk markers
-                resp.content_length = up.content_length
+            ex.status = up.status
+            self._note_limits(up)
+            unreadable = _unreadable_encoding(request.method, up)
+            if unreadable is not None:  # relayed as is, no secret in it could be masked
+                ex.status, ex.outcome = 502, "upstream replied in an encoding the broker cannot read"
+                log.warning("%s (%s)", ex.outcome, unreadable)
+                return error_response(refusal(502, "the upstream API replied in a content encoding the "
+                                                   f"broker cannot read ({unreadable})"))
+            # An upstream that echoes a secret (the token, an earlier one, the refresh token,
+            # the sandbox's key) must not hand it to a sandbox: in a header it is dropped, in a
+            # body masked. The status goes with its standard phrase, never upstream's own text.
+            held = {*REGISTRY.snapshot(), *secrets}
+            headers = rewrite_response_headers(list(up.headers.items()), held)
             tracker = SSEUsageTracker() if up.content_type == "text/event-stream" else None
-            up.drop_headers()  # the reply's own copy: a long stream does not need it
-            if tracker is None:  # not a stream: its headers go out with the body, in one write
-                resp._send_headers_immediately = False  # as aiohttp's own web.Response does
-            # An upstream that echoes request headers must not hand a sandbox the token.
-            scrubber = StreamScrubber({*REGISTRY.snapshot(), *secrets})
-            kept = JSONUsageReader()  # a non-stream's usage, in bounded memory whatever its size
-            await resp.prepare(request)
-            if tracker is None and up.content.is_eof():  # the whole reply came with its headers
+            scrubber = StreamScrubber(held)
+            if tracker is None and request.method != "HEAD" and up.content.is_eof():
+                # The whole reply came with its headers: one Response, headers and body in one write.
                 data = up.content.read_nowait()
                 ex.usage = json_usage(data)
                 out = scrubber.whole(data)
                 self._scrubbed(scrubber, ex)
-                await resp.write_eof(out)  # headers and body in one write
-                return resp
+                return web.Response(status=up.status, headers=headers, body=out)
+            resp = web.StreamResponse(status=up.status, headers=headers)
+            if _length_kept(request.method, up):  # framed as upstream framed it: no chunk markers
+                resp.content_length = up.content_length
+            del headers
+            kept = JSONUsageReader()  # a non-stream's usage, in bounded memory whatever its size
+            await resp.prepare(request)
             try:
                 async for chunk in self.upstream.body(up):
                     if tracker is not None:
@@ -266,4 +312,7 @@ class Forwarder:
         limits = plan_limits(headers)
         if limits:  # a reply without them (an error from a gateway, say) changes nothing
             self.plan_limits = limits
-            self.on_limits(headers)
+            try:
+                self.on_limits(headers)
+            except Exception as exc:  # the reply still goes to its sandbox
+                log.error("cannot read the plan limits of a reply: %s", type(exc).__name__)

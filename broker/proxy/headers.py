@@ -8,7 +8,7 @@ the model). The aiohttp handler only applies the result.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +31,12 @@ HOP_BY_HOP: frozenset[str] = frozenset(
 _CLIENT_CREDENTIALS = frozenset({"authorization", "x-api-key"})
 
 # Dropped from requests besides hop-by-hop and credentials: the upstream client sets its own
-# Host and Content-Length; cookies and forwarding headers would leak the sandbox's context.
-# Accept-Encoding and Expect belong to the proxy's own upstream connection: the proxy
-# re-streams a decoded body, so it negotiates only encodings its client can decode, and
-# the sandbox's `100-continue` was already answered by the proxy's server.
-# Request bodies in these encodings reach the proxy decoded (aiohttp's server decodes them).
-DECODED_ENCODINGS = frozenset({"gzip", "deflate", "br", "zstd"})
-_REQUEST_DROP = frozenset({"host", "content-length", "cookie", "forwarded", "accept-encoding", "expect"})
+# Host; cookies and forwarding headers would leak the sandbox's context; the sandbox's
+# `Expect: 100-continue` was already answered by the proxy's server. Everything else goes
+# upstream as the client sent it, in its order and case: Accept-Encoding too (the upstream
+# client decodes gzip, deflate, br and zstd replies) and Content-Encoding (the body goes as
+# it came). Content-Length stays in its place, set to the length of the body sent.
+_REQUEST_DROP = frozenset({"host", "cookie", "forwarded", "expect"})
 
 # Dropped from responses: the proxy re-streams a decoded body, and credential-bearing
 # headers never travel back to a sandbox. `www-authenticate` is a challenge, not a secret.
@@ -87,6 +86,7 @@ def rewrite_request_headers(
     auth_value: str,
     mandatory: Mapping[str, str],
     secrets: Sequence[str] = (),
+    body_length: int | None = None,
 ) -> list[tuple[str, str]]:
     """The header list to send upstream for a sandbox's request.
 
@@ -94,8 +94,9 @@ def rewrite_request_headers(
     credential, and emits exactly one header per `mandatory` name with the client's flags
     merged in (at the client's position, or at the end when the client sent none). A header
     that carries one of `secrets` (the sandbox's key pasted where it does not belong) is
-    dropped whole, as in responses. One pass over the headers, each name lower-cased once:
-    this runs for every request.
+    dropped whole, as in responses. The client's first Content-Length keeps its place with
+    `body_length` as its value (dropped when that is None). One pass over the headers, each
+    name lower-cased once: this runs for every request.
     """
     needles = [s for s in secrets if s]
     items = [(name.lower(), name, value) for name, value in headers]
@@ -106,8 +107,14 @@ def rewrite_request_headers(
     client_values: dict[str, list[str]] = {}
     at: dict[str, int] = {}  # where the client first sent each mandatory header
     out: list[tuple[str, str]] = []
+    length_sent = body_length is None
     for lname, name, value in items:
         if lname in dropped or lname.startswith("x-forwarded-"):
+            continue
+        if lname == "content-length":
+            if not length_sent:
+                length_sent = True
+                out.append((name, str(body_length)))
             continue
         if needles and _holds(name, value, needles):
             continue
@@ -129,12 +136,13 @@ def rewrite_request_headers(
 
 
 def rewrite_response_headers(
-    headers: Iterable[tuple[str, str]], secrets: Sequence[str]
+    headers: Iterable[tuple[str, str]], secrets: Collection[str]
 ) -> list[tuple[str, str]]:
     """The upstream response's headers as a sandbox may see them.
 
-    Any header echoing a secret (token, sandbox key) is dropped whole: a partial redaction
-    could still leak a prefix, and no legitimate header needs one. (This runs for every
+    Any header echoing a secret in its name or value (every secret the broker holds: tokens
+    current and earlier, the refresh token, the sandbox's key) is dropped whole: a partial
+    redaction could still leak a prefix, and no legitimate header needs one. (This runs for every
     reply: the secrets are looked for in all headers at once, and header by header only
     when one is there.)
     """

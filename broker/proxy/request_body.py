@@ -7,12 +7,28 @@ met before it (the anthropic Python SDK sends `max_tokens`, `messages`, then `mo
 it fall back to a full parse. A body must start with `{` and end with `}`: that refuses
 what is plainly not an object (an array, a cut-off body) without reading it all; anything
 subtler is for the upstream API to refuse, and its 400 reaches the client as is.
+
+A body with a `Content-Encoding` goes upstream as it came; `decoded` makes a bounded copy
+to read it (a small compressed body must not unpack into gigabytes here).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import zlib
+
+try:  # the decoders aiohttp uses for replies; without them such a body cannot be read
+    import brotli
+except ImportError:  # pragma: no cover - Brotli is a dependency on CPython
+    brotli = None
+try:
+    from compression import zstd  # Python 3.14
+except ImportError:  # pragma: no cover - before 3.14
+    try:
+        from backports import zstd  # type: ignore[no-redef]
+    except ImportError:
+        zstd = None  # type: ignore[assignment]
 
 _WS = b" \t\r\n"
 # A JSON string token (escapes allowed), a scalar, or a key with its colon; all anchored at pos.
@@ -86,3 +102,59 @@ def _parsed(body: bytes) -> tuple[bool, str | None]:
         return False, None
     model = doc.get("model")
     return True, model if isinstance(model, str) else None
+
+
+class BodyTooLarge(ValueError):
+    """The body, decoded, is larger than the limit."""
+
+
+def decoded(body: bytes, content_encoding: str, limit: int) -> bytes:
+    """The body with its `Content-Encoding` (a list: applied in order, so undone in reverse)
+    undone, for reading; BodyTooLarge past `limit` decoded bytes, ValueError for a body that
+    is not what its encoding says, or an encoding this cannot undo."""
+    out = body
+    for coding in reversed([c.strip().lower() for c in content_encoding.split(",") if c.strip()]):
+        out = _undo(out, coding, limit)
+    return out
+
+
+def _inflate(data: bytes, wbits: int, limit: int, coding: str) -> bytes:
+    d = zlib.decompressobj(wbits)
+    out = d.decompress(data, limit + 1)
+    if len(out) <= limit and not d.eof:
+        raise ValueError(f"the {coding} stream is cut short")
+    return out
+
+
+def _undo(data: bytes, coding: str, limit: int) -> bytes:
+    if coding == "identity":
+        return data
+    try:
+        if coding in ("gzip", "x-gzip"):
+            out = _inflate(data, 16 + zlib.MAX_WBITS, limit, coding)
+        elif coding == "deflate":  # the zlib wrapper as RFC 9110 says, or a raw stream as some send
+            try:
+                out = _inflate(data, zlib.MAX_WBITS, limit, coding)
+            except zlib.error:
+                out = _inflate(data, -zlib.MAX_WBITS, limit, coding)
+        elif coding == "br" and brotli is not None:
+            b = brotli.Decompressor()
+            out = b.process(data, output_buffer_limit=limit + 1)
+            if len(out) <= limit and not b.is_finished():
+                raise ValueError("the br stream is cut short")
+        elif coding == "zstd" and zstd is not None:
+            z = zstd.ZstdDecompressor()
+            out = z.decompress(data, max_length=limit + 1)
+            if len(out) <= limit and not z.eof:
+                raise ValueError("the zstd stream is cut short")
+        else:
+            raise ValueError(f"unsupported content encoding {coding[:40]!r}")
+    except (zlib.error, EOFError) as exc:
+        raise ValueError(f"not valid {coding}: {exc}") from None
+    except Exception as exc:  # brotli.error, zstd.ZstdError: the body is not what it claims
+        if isinstance(exc, ValueError):
+            raise
+        raise ValueError(f"not valid {coding}") from None
+    if len(out) > limit:
+        raise BodyTooLarge(coding)
+    return out

@@ -20,7 +20,7 @@ from typing import Any, Callable
 from aiohttp import web
 
 from broker.proxy.audit import AuditLog
-from broker.proxy.connection_guard import ConnectionGuard, fd_cap
+from broker.proxy.connection_guard import REQUEST_LOG, ConnectionGuard, fd_cap
 from broker.proxy.forward import Forwarder, error_response
 from broker.proxy.upstream import Upstream
 from broker.usage.clients import client_product
@@ -74,9 +74,11 @@ class ProxyServer:
     def make_server(self) -> web.Server:
         """aiohttp's low-level server: every path comes to one handler, so an application's
         router and middleware chain would only add work per request. Bodies are read and
-        bounded by the forwarder (`max_body_bytes`), not by aiohttp's `client_max_size`."""
+        bounded by the forwarder (`max_body_bytes`), not by aiohttp's `client_max_size`, and
+        not decoded: the upstream receives the bytes the client sent."""
         return web.Server(self.conns.guard(self.handle), handler_cancellation=True, access_log=None,
-                          keepalive_timeout=self.settings.keepalive_timeout_seconds)
+                          keepalive_timeout=self.settings.keepalive_timeout_seconds, logger=REQUEST_LOG,
+                          auto_decompress=False)  # a compressed body goes upstream as it came
 
     async def start(self, binds: list[tuple[str, int]]) -> list[str]:
         self._runner = web.ServerRunner(self.make_server())
@@ -90,14 +92,14 @@ class ProxyServer:
     async def add_site(self, host: str, port: int) -> str:
         assert self._runner is not None
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        before = set(self._runner.addresses)
         try:
             await site.start()
         except OSError as exc:
             raise BrokerError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (another broker, or "
                               "another program, may hold the port; change `listen` in the config)",
                               title="Cannot listen") from None
-        sock = site._server.sockets[0]  # type: ignore[union-attr]
-        real_port = sock.getsockname()[1]
+        real_port = [a for a in self._runner.addresses if a not in before][0][1]  # this site's socket
         shown = f"[{host}]:{real_port}" if ":" in host else f"{host}:{real_port}"
         self._sites.append(site)
         self.bound.append(shown)

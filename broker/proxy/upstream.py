@@ -1,4 +1,10 @@
-"""The upstream API client: one keep-alive pool (`proxy.http1`), streaming, no total timeout.
+"""The upstream API client: one `aiohttp.ClientSession`, streaming, no total timeout.
+
+The session's connector keeps connections alive between requests, has no connection cap
+(a cap would hold stream 101 back until another stream ended), caches DNS answers and
+races IPv6 and IPv4 (Happy Eyeballs). Replies in gzip, deflate, br or zstd arrive decoded
+(aiohttp's decoders; br and zstd need the Brotli and backports.zstd packages): the proxy
+reads every body it relays, to count usage and mask echoed secrets.
 
 A long stream must not be cut by a total deadline, so only the connect time and the silence
 of the upstream (waiting for a reply's headers, or between its chunks) are bounded. A timer
@@ -11,27 +17,58 @@ the upstream's silence.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
 
-from broker.proxy.http1 import Client, Reply
+import aiohttp
+from yarl import URL
+
+Reply = aiohttp.ClientResponse
+
+READ_BUFSIZE = 2**16  # aiohttp's default chunk size; the payload pauses the socket past twice this
+# Headers a client did not send are not invented on its behalf (aiohttp would add these).
+_NOT_ADDED = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 
 
 class Upstream:
-    def __init__(self, base_url: str, connect_timeout: float = 30.0, read_idle_timeout: float = 600.0) -> None:
-        self.base = base_url.rstrip("/")
+    def __init__(self, base_url: str, connect_timeout: float = 30.0, read_idle_timeout: float = 600.0,
+                 tls: ssl.SSLContext | None = None) -> None:
+        url = URL(base_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError(f"the upstream URL must be http:// or https://, not {base_url!r}")
+        self.base = base_url.rstrip("/")  # a base URL's own path goes before the client's
         self.watchdog = _Watchdog(read_idle_timeout)
-        # Bodies arrive decoded (the proxy relays a decoded body and drops Content-Encoding).
-        # No pool limit: a cap would hold the next concurrent stream back until another one
-        # ended. An idle pooled connection lasts no longer than the silence allowed in a
-        # reply, at most 15 s.
-        self.client = Client(self.base, keepalive=min(15.0, read_idle_timeout), connect_timeout=connect_timeout)
+        self.connect_timeout = connect_timeout
+        # An idle pooled connection lasts no longer than the silence allowed in a reply, at most 15 s.
+        self.keepalive = min(15.0, read_idle_timeout)
+        self.tls = tls
+        self._session: aiohttp.ClientSession | None = None
 
-    async def send(self, method: str, raw_path_qs: str, headers: list[tuple[str, str]], body: bytes) -> Reply:
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """Made on first use, inside the running loop (as aiohttp requires)."""
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=0, limit_per_host=0,  # no cap: every concurrent stream gets its connection now
+                keepalive_timeout=self.keepalive,
+                use_dns_cache=True, ttl_dns_cache=60,
+                happy_eyeballs_delay=0.25,  # RFC 8305's recommended delay
+                ssl=self.tls if self.tls is not None else True)  # the system's CAs, verified
+            self._session = aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
+                timeout=aiohttp.ClientTimeout(total=None, connect=self.connect_timeout),
+                auto_decompress=True, read_bufsize=READ_BUFSIZE, skip_auto_headers=_NOT_ADDED)
+        return self._session
+
+    async def send(self, method: str, raw_path_qs: str, headers: list[tuple[str, str]],
+                   body: bytes | bytearray) -> Reply:
         """Send a request and wait for the reply's headers (asyncio.TimeoutError if the
-        upstream stays silent for `read_idle_timeout` seconds). The headers go out as given:
-        no User-Agent or Accept is added for a client that sent none."""
+        upstream stays silent for `read_idle_timeout` seconds). The headers go out as given,
+        in their order and case, after Host: nothing is added for a client that sent none."""
+        url = URL(self.base + raw_path_qs, encoded=True)
         with self.watchdog.waiting():
-            return await self.client.request(method, raw_path_qs, headers, body)
+            return await self.session.request(method, url, headers=headers, data=body if body else None,
+                                              allow_redirects=False)
 
     async def body(self, resp: Reply) -> AsyncIterator[bytes]:
         """The reply's body chunk by chunk; asyncio.TimeoutError after `read_idle_timeout`
@@ -47,7 +84,9 @@ class Upstream:
             yield chunk
 
     async def close(self) -> None:
-        self.client.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
 class _Watchdog:

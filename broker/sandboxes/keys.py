@@ -25,9 +25,11 @@ def hash_key(key: str) -> str:
     """Hex SHA-256 of the key.
 
     No salt or slow KDF: keys carry 256 random bits, so a stolen hash cannot be brute-forced,
-    and a fast hash keeps per-request checks cheap.
+    and a fast hash keeps per-request checks cheap. A presented key that is not UTF-8 (read
+    with surrogate escapes, as aiohttp reads header bytes) hashes too, and matches nothing:
+    it is a wrong key, not an error.
     """
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def match_key(presented: str, hashes: Mapping[str, str]) -> str | None:

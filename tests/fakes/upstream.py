@@ -8,6 +8,7 @@ must never send (a second `anthropic-beta`, a sandbox key, an `x-api-key`), is w
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import logging
 import re
@@ -50,8 +51,16 @@ class Received:
     def header(self, name: str) -> list[str]:
         return [v for n, v in self.headers if n.lower() == name.lower()]
 
+    @property
+    def content(self) -> bytes:
+        """The body as the client meant it: `body` is what arrived, still gzip-compressed when
+        the request said so and the server ran with auto_decompress=False (as make_broker's)."""
+        if self.header("content-encoding") == ["gzip"] and self.body[:2] == b"\x1f\x8b":
+            return gzip.decompress(self.body)
+        return self.body
+
     def json(self) -> object:
-        return json.loads(self.body)
+        return json.loads(self.content)
 
 
 def error_body(status: int, message: str) -> dict:
@@ -120,7 +129,7 @@ class FakeAnthropic:
                 if value in hval or value in name:
                     shown = "a header name" if value in name else f"header {name!r}"
                     self._problem(rec, f"{shown} carries a forbidden value (a sandbox key?)")
-            if value.encode() in rec.body:
+            if value.encode() in rec.content:
                 self._problem(rec, "body carries a forbidden value (a sandbox key?)")
         if rec.header("x-api-key"):
             self._problem(rec, "an x-api-key header reached upstream")
@@ -248,7 +257,7 @@ class FakeAnthropic:
 
     async def _messages(self, request: web.Request, rec: Received) -> web.StreamResponse:
         try:
-            doc = json.loads(rec.body)
+            doc = json.loads(rec.content)
             if not isinstance(doc, dict):
                 raise ValueError("not an object")
         except ValueError:

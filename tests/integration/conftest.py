@@ -6,6 +6,7 @@ store, audit log, token manager, credentials file and its watcher are the real o
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,6 +24,7 @@ except ImportError:  # pragma: no cover - older SDKs
 from broker.config.settings import Config, CredentialSettings, ProxySettings, RefreshSettings, UsageSettings
 from broker.runtime.service import Service
 from tests.fakes.login import write_login
+from tests.fakes.relay import Relay
 from tests.fakes.token_endpoint import FakeTokenEndpoint
 from tests.fakes.upstream import FakeAnthropic
 
@@ -118,6 +120,7 @@ class Broker:
     creds: Path
     keys: dict[str, str] = field(default_factory=dict)
     seen: Seen = field(default_factory=Seen)
+    relay: Relay | None = None  # between the broker and the fake upstream, when asked for
 
     @property
     def url(self) -> str:
@@ -154,10 +157,11 @@ async def make_broker(tmp_path: Path, token_endpoint: FakeTokenEndpoint, token_u
     """
     services: list[Service] = []
     fakes: list[FakeAnthropic] = []
+    relays: list[Relay] = []
 
     async def make(expires_in: float | None = 8 * 3600, proxy: dict[str, Any] | None = None,
                    refresh: dict[str, Any] | None = None, usage: dict[str, Any] | None = None,
-                   **fake_kw: Any) -> Broker:
+                   relay: bool = False, upstream_url: str | None = None, **fake_kw: Any) -> Broker:
         creds = tmp_path / "claude" / ".credentials.json"
         if expires_in is not None:
             access, refresh_token = token_endpoint.issue()
@@ -167,11 +171,17 @@ async def make_broker(tmp_path: Path, token_endpoint: FakeTokenEndpoint, token_u
                              forbidden=lambda: list(holder["b"].keys.values()) if "b" in holder else [],
                              **fake_kw)
         fakes.append(fake)
-        upstream = await aiohttp_server(fake.make_app())
+        upstream = await aiohttp_server(fake.make_app(), auto_decompress=False)  # bodies recorded as they came
+        url = str(upstream.make_url("")).rstrip("/")
+        tap = None
+        if relay:  # count and record the broker's upstream connections
+            tap = await Relay(upstream.host, upstream.port).start()
+            relays.append(tap)
+            url = tap.url
         config = Config(
             listen=("127.0.0.1:0",),
             state_dir=tmp_path / "state",
-            upstream_url=str(upstream.make_url("")).rstrip("/"),
+            upstream_url=upstream_url or url,
             token_url=token_url,
             credentials=CredentialSettings(sources=("file",), file=creds),
             refresh=RefreshSettings(**{"request_timeout_seconds": 5.0, **(refresh or {})}),
@@ -182,7 +192,7 @@ async def make_broker(tmp_path: Path, token_endpoint: FakeTokenEndpoint, token_u
         service.set_autostart_probe(lambda: False)
         await service.start()
         services.append(service)
-        broker = Broker(service, fake, token_endpoint, creds)
+        broker = Broker(service, fake, token_endpoint, creds, relay=tap)
         holder["b"] = broker
         return broker
 
@@ -192,7 +202,40 @@ async def make_broker(tmp_path: Path, token_endpoint: FakeTokenEndpoint, token_u
             fake.gate.set()
     for service in services:
         await service.stop()
+    for tap in relays:
+        await tap.close()
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+async def raw_upstream() -> AsyncIterator[Callable[..., Any]]:
+    """`await raw_upstream(reply)`: the URL of an upstream that reads one request (head and
+    Content-Length body), writes `reply` verbatim (or `reply(head)` when it is callable: an
+    upstream that echoes what it got), and closes. For replies no HTTP server would write."""
+    servers: list[asyncio.Server] = []
+
+    async def start(reply: bytes | Callable[[bytes], bytes]) -> str:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                await reader.readexactly(length)
+                writer.write(reply(head) if callable(reply) else reply)
+                await writer.drain()
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        servers.append(server)
+        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+    yield start
+    for server in servers:
+        server.close()
+        await server.wait_closed()

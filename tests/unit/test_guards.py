@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from broker.proxy.guards import (
@@ -184,3 +186,35 @@ def test_check_path_reason_names_the_path():
 def test_check_path_echo_is_printable_and_short():
     r = check_path("GET", "/x\x01" + "y" * 500, PATHS)
     assert r is not None and "\x01" not in r.message and len(r.message) < 200
+
+
+# -- malformed requests in the log ------------------------------------------------------------
+
+
+def _aiohttp_record(exc: BaseException) -> logging.LogRecord:
+    """The record aiohttp's server writes for a request it could not parse."""
+    return logging.LogRecord("broker.proxy.requests", logging.ERROR, __file__, 1, "Error handling request from %s",
+                             ("127.0.0.1",), (type(exc), exc, None))
+
+
+def test_malformed_requests_log_one_escaped_line_each_then_hold_back_until_the_next_window():
+    from aiohttp.http_exceptions import BadHttpMessage
+
+    from broker.proxy.connection_guard import MalformedRequestLog
+    from tests.fakes.clock import FakeClock
+
+    clock = FakeClock()
+    log = MalformedRequestLog(per_window=2, window=60.0, clock=clock.time)
+    bad = BadHttpMessage("Content-Length can't be present with Transfer-Encoding\x1b[2J")
+    records = [_aiohttp_record(bad) for _ in range(5)]
+    assert [log.filter(r) for r in records] == [True, True, False, False, False]
+    line = records[0].getMessage()
+    assert line.startswith("refused a malformed request from 127.0.0.1: Content-Length can't be present")
+    assert "\x1b" not in line and "\\x1b" in line and records[0].exc_info is None
+    assert records[0].levelno == logging.WARNING
+    clock.now += 60
+    later = _aiohttp_record(bad)
+    assert log.filter(later) and later.getMessage().endswith("[3 more held back]")
+    other = _aiohttp_record(RuntimeError("a bug of ours"))
+    assert log.filter(other) and other.exc_info is not None  # not a parse error: left as it is
+    assert log.total == 6

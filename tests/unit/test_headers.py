@@ -95,7 +95,6 @@ def test_client_credentials_replaced_by_the_token(client):
         ("Forwarded", "for=10.0.0.1"),
         ("Proxy-Authorization", "Basic abc"),
         ("TE", "trailers"),
-        ("Accept-Encoding", "gzip, br"),
         ("Expect", "100-continue"),
     ],
 )
@@ -104,6 +103,24 @@ def test_dropped_request_headers(dropped):
     assert dropped not in out
     assert named(out, dropped[0].lower()) == []
     assert ("accept", "application/json") in out
+
+
+def test_encodings_and_the_length_keep_their_place_and_case():
+    """The body goes upstream as it came: its encoding says so, its length is the one sent,
+    and the client's Accept-Encoding is asked for (the upstream client decodes them all)."""
+    client = [
+        ("accept", "application/json"),
+        ("Accept-Encoding", "gzip, deflate, br, zstd"),
+        ("content-length", "999"),
+        ("Content-Encoding", "gzip"),
+        ("Content-Length", "7"),  # a second one: aiohttp refuses differing ones, never sent twice
+        ("x-app", "cli"),
+    ]
+    out = rewrite_request_headers(client, auth_header="Authorization", auth_value=f"Bearer {TOKEN}",
+                                  mandatory={"anthropic-beta": OAUTH}, body_length=42)
+    assert out == [("accept", "application/json"), ("Accept-Encoding", "gzip, deflate, br, zstd"),
+                   ("content-length", "42"), ("Content-Encoding", "gzip"), ("x-app", "cli"),
+                   ("anthropic-beta", OAUTH), AUTH]
 
 
 def test_headers_named_by_connection_are_dropped():

@@ -76,3 +76,41 @@ def test_invalid_utf8_model_is_none() -> None:
 def test_escaped_keys_fall_back_to_a_full_parse() -> None:
     assert request_model(b'{"sys\\u0074em": "x", "model": "m"}') == (True, "m")
     assert request_model(b'{"mod\\u0065l": "escaped", "x": 1}') == (True, "escaped")
+
+
+# -- a compressed body, read from a bounded copy ----------------------------------------------
+
+
+def _encoded(data: bytes, coding: str) -> bytes:
+    import gzip
+    import zlib
+
+    import brotli
+
+    from broker.proxy.request_body import zstd
+
+    return {"gzip": gzip.compress, "deflate": zlib.compress, "raw-deflate": lambda d: zlib.compress(d)[2:-4],
+            "br": brotli.compress, "zstd": zstd.compress}[coding](data)
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "raw-deflate", "br", "zstd"])
+def test_a_compressed_body_is_decoded_for_reading(coding):
+    body = b'{"model": "claude-haiku-4-5", "messages": []}'
+    header = "deflate" if coding == "raw-deflate" else coding
+    assert request_body.decoded(_encoded(body, coding), header, 1000) == body
+    with pytest.raises(request_body.BodyTooLarge):  # a bomb stops at the limit
+        request_body.decoded(_encoded(b" " * 100_000, coding), header, 1000)
+
+
+def test_layered_identity_and_unreadable_encodings():
+    import gzip
+
+    import brotli
+
+    body = b'{"model": "m"}'
+    assert request_body.decoded(brotli.compress(gzip.compress(body)), "gzip, br", 100) == body
+    assert request_body.decoded(body, "identity", 100) == body
+    for data, coding in [(b"not gzip at all", "gzip"), (gzip.compress(body)[:-6], "gzip"), (b"x", "compress"),
+                         (b"not br", "br"), (b"not zstd", "zstd")]:
+        with pytest.raises(ValueError):
+            request_body.decoded(data, coding, 100)
