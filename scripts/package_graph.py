@@ -24,9 +24,9 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def imported_modules(path: Path) -> list[str]:
-    """Every broker module `path` imports: at the top, inside functions and under
-    TYPE_CHECKING alike (a type-only import is still an arrow)."""
+def all_imports(path: Path) -> list[str]:
+    """Every module `path` imports: at the top, inside functions and under TYPE_CHECKING
+    alike (a type-only import is still an arrow)."""
     found: list[str] = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
@@ -35,9 +35,14 @@ def imported_modules(path: Path) -> list[str]:
             found.append(node.module)
             for a in node.names:  # `from broker.login import oauth` imports broker.login.oauth
                 sub = ROOT / Path(*node.module.split("."), a.name)
-                if sub.with_suffix(".py").exists() or sub.is_dir():
+                if node.module.startswith("broker") and (sub.with_suffix(".py").exists() or sub.is_dir()):
                     found.append(f"{node.module}.{a.name}")
-    return [m for m in found if m == "broker" or m.startswith("broker.")]
+    return found
+
+
+def imported_modules(path: Path) -> list[str]:
+    """Every broker module `path` imports."""
+    return [m for m in all_imports(path) if m == "broker" or m.startswith("broker.")]
 
 
 def package_of(module: str) -> str | None:

@@ -40,7 +40,7 @@ def write_private(path: Path, data: bytes, mode: int = 0o600, owner: int | None 
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _temp_prefix(path: Path) -> str:
@@ -64,7 +64,8 @@ def remove_leftover_temps(path: Path) -> None:
         pass
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or unlink in `directory` durable (a no-op where directories cannot be opened)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:

@@ -11,7 +11,7 @@ import logging
 import os
 from pathlib import Path
 
-from broker.common.atomic_files import write_private
+from broker.common.atomic_files import fsync_dir, write_private
 from broker.common.errors import CredentialsError
 from broker.login import pending as pd
 from broker.login.safe_read import read_regular
@@ -54,13 +54,4 @@ class PendingFile:
             os.unlink(self.path)
         except FileNotFoundError:
             return
-        try:
-            fd = os.open(self.path.parent, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        fsync_dir(self.path.parent)

@@ -70,7 +70,7 @@ def test_pure_modules_stay_pure(path: Path) -> None:
     me = graph.module_name(path)
     if me not in PURE:
         return
-    imported = _all_imports(path)
+    imported = graph.all_imports(path)
     bad = [m for m in imported if m.split(".")[0] in FORBIDDEN and m not in EXEMPT.get(me, set())]
     assert not bad, f"{me} decides, so it may not import {bad}"
     impure = [m for m in graph.imported_modules(path) if m.count(".") >= 2 and m not in PURE]
@@ -82,14 +82,3 @@ def test_modules_stay_one_concern_sized(path: Path) -> None:
     lines = len(path.read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_LINES, f"{path.relative_to(ROOT)} has {lines} lines: does it hold two things?"
 
-
-def _all_imports(path: Path) -> list[str]:
-    import ast
-
-    found: list[str] = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found += [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.append(node.module)
-    return found
