@@ -127,15 +127,20 @@ def upstream() -> Iterator[Upstream]:
 
 
 @pytest.fixture
-def start_broker(tmp_path_factory: pytest.TempPathFactory,
-                 upstream: Upstream) -> Iterator[Callable[[Sequence[str]], BrokerProcess]]:
-    """`start_broker(["127.0.0.1:0", "docker:0"])`; stopped (SIGTERM) after the test."""
+def start_broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                 upstream: Upstream) -> Iterator[Callable[[Sequence[str] | None], BrokerProcess]]:
+    """`start_broker(["127.0.0.1:0", "docker:0"])`, or `start_broker(None)` for a config with no
+    `listen` at all; stopped (SIGTERM) after the test. Its CLI talks to the test's engine."""
     brokers: list[BrokerProcess] = []
+    engine_env: dict[str, str] = {}
+    if "dockerd" in request.fixturenames:
+        daemon = request.getfixturevalue("dockerd")
+        engine_env = {k: daemon.env[k] for k in ("DOCKER_HOST", "DOCKER_CONFIG")}
 
-    def start(listen: Sequence[str]) -> BrokerProcess:
+    def start(listen: Sequence[str] | None) -> BrokerProcess:
         root: Path = tmp_path_factory.mktemp("broker")
         broker = BrokerProcess(root, listen, upstream.url, upstream.token_url, upstream.access,
-                               upstream.refresh, issued=upstream.sandbox_keys)
+                               upstream.refresh, issued=upstream.sandbox_keys, env=engine_env)
         brokers.append(broker)
         return broker.start()
 

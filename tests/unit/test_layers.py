@@ -32,6 +32,7 @@ PURE = {
     "broker.proxy.request_body", "broker.proxy.scrub", "broker.proxy.throttle",
     "broker.sandboxes.claude_config", "broker.sandboxes.engine_args", "broker.sandboxes.info",
     "broker.sandboxes.keys",
+    "broker.sandboxes.engines",
     "broker.status.actions", "broker.status.snapshot", "broker.status.words",
     "broker.tray.menu", "broker.tray.notifications",
     "broker.usage.budget", "broker.usage.clients", "broker.usage.limit_alerts", "broker.usage.plan_limits",
