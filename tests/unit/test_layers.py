@@ -33,6 +33,7 @@ PURE = {
     "broker.sandboxes.claude_config", "broker.sandboxes.engine_args", "broker.sandboxes.info",
     "broker.sandboxes.keys",
     "broker.sandboxes.engines",
+    "broker.sandboxes.engines_argv",
     "broker.status.actions", "broker.status.snapshot", "broker.status.words",
     "broker.tray.menu", "broker.tray.notifications",
     "broker.usage.budget", "broker.usage.clients", "broker.usage.limit_alerts", "broker.usage.plan_limits",
