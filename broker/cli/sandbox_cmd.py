@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = s.add_parser("list", help="sandboxes with their use")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=list_)
+    from broker.cli import check_cmd  # `sandbox check`: its own module
+
+    check_cmd.register(s)
     rv = s.add_parser("revoke", help="revoke one sandbox's key")
     rv.add_argument("name", nargs="?")
     rv.add_argument("--all", action="store_true", help="revoke every sandbox key")

@@ -34,6 +34,7 @@ PURE = {
     "broker.sandboxes.keys",
     "broker.sandboxes.engines",
     "broker.sandboxes.engines_argv",
+    "broker.sandboxes.engines_check",
     "broker.status.actions", "broker.status.snapshot", "broker.status.words",
     "broker.tray.menu", "broker.tray.notifications",
     "broker.usage.budget", "broker.usage.clients", "broker.usage.limit_alerts", "broker.usage.plan_limits",
