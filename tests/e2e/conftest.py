@@ -124,6 +124,22 @@ def podman_claude_image(podman: Podman) -> str:
     return image
 
 
+@pytest.fixture(scope="session")
+def rootless_podman() -> Iterator[Podman]:
+    """Podman as a plain user (subuids, slirp4netns), with the probe and Claude Code images in
+    that user's own store."""
+    require_root()
+    require_tools("podman", "busybox", "setpriv", "runuser", "slirp4netns", "newuidmap")
+    engine = Podman.rootless()
+    started = time.monotonic()
+    engine.probe_image()
+    _timings.append(f"rootless podman as {engine.user}: images ready in {time.monotonic() - started:.2f}s")
+    try:
+        yield engine
+    finally:
+        engine.cleanup()
+
+
 @pytest.fixture
 def netns_sandbox() -> Iterator[NetnsSandbox]:
     require_root()

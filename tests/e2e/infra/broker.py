@@ -59,12 +59,19 @@ class BrokerProcess(broker_process.BrokerProcess):
             path.write_text(yaml.safe_dump(doc))
         return path
 
+    def prepare(self) -> None:
+        """Called with the config and login written, just before the process starts (a broker
+        run as another user hands its files over here)."""
+
     @property
     def log_path(self) -> Path:
         return self.output
 
     def start(self, *args: str, python: Sequence[str] = (), timeout: float = 30.0) -> BrokerProcess:
         write_login(self.creds, self.access, self.refresh, time.time() + 8 * 3600)
+        if not self.config_path.exists():
+            self.write_config()
+        self.prepare()
         super().start(*args, python=python, timeout=timeout)
         return self
 

@@ -149,3 +149,22 @@ def podman_available() -> str | None:
     if not shutil.which("podman"):
         return "podman is not installed (apt-get install podman uidmap slirp4netns)"
     return None
+
+
+def as_user_python(podman: Podman, where: Path, python: str) -> str:
+    """A launcher that runs `python` as the rootless user, environment kept (for the broker and
+    its CLI, which must be the same user as their rootless engine)."""
+    pw = pwd.getpwnam(podman.user or "root")
+    launcher = where / "python-as-user"
+    launcher.write_text(f'#!/bin/sh\nexec setpriv --reuid={pw.pw_uid} --regid={pw.pw_gid} --init-groups -- '
+                        f'{python} "$@"\n')
+    launcher.chmod(0o755)
+    return str(launcher)
+
+
+def chown_tree(root: Path, user: str) -> None:
+    pw = pwd.getpwnam(user)
+    for dirpath, dirnames, filenames in os.walk(root):
+        os.chown(dirpath, pw.pw_uid, pw.pw_gid)
+        for name in filenames:
+            os.chown(os.path.join(dirpath, name), pw.pw_uid, pw.pw_gid)
