@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 
 from broker.cli.common import ask_or_none, config_of
-from broker.cli.docker_args_cmd import _bound
+from broker.cli.docker_args_cmd import bound_addresses
 from broker.common.errors import BrokerError
 from broker.sandboxes import claude_dir, engine_args, engines, engines_check, wiring
 
@@ -69,7 +68,7 @@ def check(args: argparse.Namespace) -> int:
     engine = found.engine
     print(f"engine: {engine.describe()}; image {args.image}")
     uid = engines_probe.container_uid(found.program, args.image)
-    planned = wiring.plan(config, _bound(config), args.name, engine, podman_gateway=found.podman_gateway,
+    planned = wiring.plan(config, bound_addresses(config), args.name, engine, podman_gateway=found.podman_gateway,
                           container_uid=uid)
     argv = [found.program, "run", "--rm", *engine_args.run_flags(planned.wiring), *args.options,
             "-e", f"IB_BODY={engines_check.COUNT_BODY}", "--entrypoint", "/bin/sh", args.image,

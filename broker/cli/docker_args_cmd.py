@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _bound(config: Config) -> list[str]:
+def bound_addresses(config: Config) -> list[str]:
     """The running broker's real addresses (needed when listen uses port 0)."""
     try:
         doc = json.loads((config.state_dir / "listen.json").read_text())
@@ -88,7 +88,7 @@ def broker_warning(config: Config, planned: wiring.Planned) -> str | None:
     if ask_or_none(config, {"op": "status"}) is None:
         return "the broker is not running: start it with `inference-broker run`"
     specs = [parse_listen(e) for e in config.listen]
-    why = engine_args.unreachable_reason(planned.engine.via, planned.gateway, _bound(config), specs)
+    why = engine_args.unreachable_reason(planned.engine.via, planned.gateway, bound_addresses(config), specs)
     return f"{why}; containers of this engine cannot reach it" if why else None
 
 
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.workdir or (args.uid is not None and host_uid is not None):
         raise BrokerError("--uid and --workdir apply with --new or --rotate", title="Sandbox config")
 
-    planned = wiring.plan(config, _bound(config), args.name, engine, podman_gateway=podman_gateway,
+    planned = wiring.plan(config, bound_addresses(config), args.name, engine, podman_gateway=podman_gateway,
                           container_uid=args.uid, port=args.port)
     where = claude_dir.sandbox_dir(config.state_dir, args.name)
     if args.format == "run" and any(ch.isspace() for ch in str(where)):

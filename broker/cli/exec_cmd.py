@@ -17,7 +17,7 @@ import os
 import sys
 
 from broker.cli.common import ask_or_none, config_of
-from broker.cli.docker_args_cmd import _bound
+from broker.cli.docker_args_cmd import bound_addresses
 from broker.cli.sandbox_cmd import host_plan, issue
 from broker.common.errors import BrokerError
 from broker.config.listen import parse_listen
@@ -103,7 +103,7 @@ def command_line(config: Config, name: str, argv: list[str]) -> list[str]:
     found = engines_probe.detect(program=parsed.program)
     engine = found.engine
     uid = engines_probe.container_uid(parsed.program, parsed.image, parsed.chosen.get("user"))
-    bound = _bound(config)
+    bound = bound_addresses(config)
     specs = [parse_listen(e) for e in config.listen]
     gateway = wiring.gateway_for(config, engine, found.podman_gateway)
     why = engine_args.unreachable_reason(engine.via, gateway, bound, specs)
