@@ -20,7 +20,8 @@ from broker.common.errors import BrokerError
 COMMANDS = (("run_cmd", ("run",)), ("status_cmd", ("status",)), ("refresh_cmd", ("refresh",)),
             ("doctor_cmd", ("doctor",)), ("login_cmd", ("login",)),
             ("sandbox_cmd", ("sandbox", "revoke", "pause", "resume")), ("usage_cmd", ("usage",)),
-            ("dashboard_cmd", ("dashboard",)), ("docker_args_cmd", ("docker-args",)), ("autostart_cmd", ("autostart",)))
+            ("dashboard_cmd", ("dashboard",)), ("docker_args_cmd", ("docker-args",)), ("exec_cmd", ("exec",)),
+            ("autostart_cmd", ("autostart",)))
 
 
 class _Unparsed(Exception):

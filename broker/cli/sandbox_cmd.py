@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = s.add_parser("list", help="sandboxes with their use")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=list_)
+    from broker.cli import check_cmd  # `sandbox check`: its own module
+
+    check_cmd.register(s)
     add_revoke_options(s.add_parser("revoke", help="revoke one sandbox's key, or --all"))
     add_revoke_options(sub.add_parser("revoke", help="revoke a sandbox's key, or --all"))
     sub.add_parser("pause", help="turn all sandbox access off (keys are kept)").set_defaults(func=pause)

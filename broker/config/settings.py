@@ -6,6 +6,7 @@ Parsing only: `config.files` finds and reads the file.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,9 +15,10 @@ import yaml
 
 from broker.common.errors import ConfigError
 from broker.config.fields import Fields
+from broker.config.listen import default_listen
 
 APP = "inference-broker"
-DEFAULT_LISTEN = ("127.0.0.1:8765",)
+DEFAULT_LISTEN = default_listen(sys.platform)  # Linux: loopback and every container bridge
 MiB = 1024 * 1024
 
 

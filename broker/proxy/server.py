@@ -107,6 +107,16 @@ class ProxyServer:
         log.info("listening on http://%s", shown)
         return shown
 
+    async def remove_site(self, shown: str) -> None:
+        """Stop listening on `shown` (an address `add_site` returned): a container bridge that went
+        away. Connections already open on it finish as usual."""
+        if shown not in self.bound:
+            return
+        i = self.bound.index(shown)
+        site = self._sites.pop(i)
+        self.bound.pop(i)
+        await site.stop()
+
     async def stop(self) -> None:
         await self.conns.close()
         if self._runner is not None:

@@ -34,7 +34,7 @@ from broker.usage.usage_poll import UsageClient
 from broker.status.actions import Action
 from broker.config.settings import Config
 from broker.common.errors import BrokerError
-from broker.config.listen import ListenSpec, parse_listen, resolve_listen
+from broker.config.listen import parse_listen, resolve_listen
 from broker.config.profiles import Profile
 from broker.usage.budget import Budget
 from broker.sandboxes.claude_config import Plan
@@ -115,12 +115,14 @@ class Service:
         self.proxy.forwarder.reserve = self.access.reserve  # budgets hold what a request may spend
         self.ledger.start()
         specs = [parse_listen(e) for e in config.listen]
-        gateway = (await asyncio.to_thread(bridges.bridge_gateway, config.docker_bridge)
-                   if any(s.is_docker for s in specs) else None)
-        binds, warnings = resolve_listen(specs, gateway)
+        binds, warnings = resolve_listen(specs)
         for w in warnings:
             log.warning("%s", w)
         await self.proxy.start(binds)
+        self.bridge_sites = bridges.BridgeSites(specs, config.docker_bridge, bind=self.proxy.add_site,
+                                                unbind=self.proxy.remove_site, fixed=binds,
+                                                on_change=self._bridges_changed, interval=config.docker_poll_seconds)
+        await self.bridge_sites.sync()
         await self._write_listen()
         self.control = ControlServer(config.control_socket, self.handle_control)
         await self.control.start()
@@ -136,9 +138,8 @@ class Service:
         except OSError as exc:  # the proxy matters more than the dashboard: keep serving
             log.error("the dashboard cannot listen on 127.0.0.1:%s: %s", self.config.dashboard_port, exc.strerror or exc)
             self.dashboard_error = f"the dashboard could not start ({exc.strerror or exc}); change `dashboard_port`"
-        late = [s for s in specs if s.is_docker and not gateway]
-        if late:
-            self._tasks.append(asyncio.create_task(self._bind_docker_late(late), name="docker-bind"))
+        if self.bridge_sites.wanted:
+            self._tasks.append(asyncio.create_task(self.bridge_sites.run(), name="bridge-watch"))
         token = self.tokens.status()
         log.info("inference-broker %s ready (provider %s, token %s)", __version__, self.profile.name, token.state)
         if token.state == SIGNED_OUT:
@@ -182,14 +183,8 @@ class Service:
             except Exception as exc:
                 log.error("housekeeping failed: %s", exc)
 
-    async def _bind_docker_late(self, specs: list[ListenSpec]) -> None:
-        gateway = await bridges.watch_bridge(interval=self.config.docker_poll_seconds, name=self.config.docker_bridge)
-        assert self.proxy is not None
-        for spec in specs:
-            try:
-                await self.proxy.add_site(gateway, spec.port)
-            except (BrokerError, OSError) as exc:
-                log.error("cannot listen on the docker bridge %s:%s: %s", gateway, spec.port, exc)
+    async def _bridges_changed(self) -> None:
+        """A container bridge came or went: tell `docker-args` (listen.json) and the faces."""
         await self._write_listen()
         self._changed()
 

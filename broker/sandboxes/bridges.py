@@ -1,7 +1,10 @@
-"""Finding the Linux docker bridge's gateway address, the one place containers reach the host.
+"""Container bridges' gateway addresses, the one place rootful containers reach the host.
 
-`--add-host inference.local:host-gateway` resolves to this address on the Linux engine, so the
-proxy must listen there. Docker may start after the broker, hence `watch_bridge`.
+`--add-host inference.local:host-gateway` resolves to docker0's address on the Linux engine,
+and rootful podman's containers reach the host on `podman0` / `cni-podman0`, so the proxy must
+listen there. Engines start after the broker, and podman removes its bridge with its last
+container: `BridgeSites` binds each bridge address while it exists, woken by the kernel's
+address events (rtnetlink) so a container that has just started finds the broker there.
 """
 
 from __future__ import annotations
@@ -14,12 +17,16 @@ import shutil
 import socket
 import struct
 import subprocess
-from typing import Callable
+from typing import Awaitable, Callable, Iterable, Sequence
+
+from broker.common.errors import BrokerError
+from broker.config.listen import ListenSpec, bridge_binds, bridge_interfaces
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BRIDGE = "docker0"
 _SIOCGIFADDR = 0x8915  # linux/sockios.h
+_RTMGRP_LINK, _RTMGRP_IPV4_IFADDR = 0x1, 0x10  # linux/rtnetlink.h
 
 
 def parse_ip_addr_json(text: str) -> str | None:
@@ -73,20 +80,122 @@ def bridge_gateway(name: str = DEFAULT_BRIDGE) -> str | None:
     return _via_ip(name, ip) if ip else _via_ioctl(name)
 
 
-async def watch_bridge(
-    interval: float = 5.0,
-    name: str = DEFAULT_BRIDGE,
-    *,
-    probe: Callable[[str], str | None] = bridge_gateway,
-) -> str:
-    """Poll until bridge `name` has an address and return it.
-
-    Cancel the task to stop watching. The probe runs in a thread so a slow `ip` never
-    stalls the loop.
-    """
-    while True:
-        address = await asyncio.to_thread(probe, name)
+def gateways(names: Iterable[str]) -> dict[str, str]:
+    """{interface: IPv4} for those of `names` that exist and have an address."""
+    out: dict[str, str] = {}
+    for name in dict.fromkeys(names):
+        address = bridge_gateway(name)
         if address:
-            log.info("docker bridge %s is up at %s", name, address)
-            return address
-        await asyncio.sleep(interval)
+            out[name] = address
+    return out
+
+
+class AddressEvents:
+    """Wakes a waiter when a link or an IPv4 address comes or goes (rtnetlink), or after
+    `interval` seconds where netlink is not available (or as a safety net if an event is lost)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._sock: socket.socket | None = None
+        try:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)  # type: ignore[attr-defined]
+            sock.bind((0, _RTMGRP_LINK | _RTMGRP_IPV4_IFADDR))
+            sock.setblocking(False)
+            self._sock = sock
+        except (AttributeError, OSError) as exc:
+            log.debug("no rtnetlink (%s): polling every %.1fs", exc, interval)
+
+    async def wait(self) -> None:
+        if self._sock is None:
+            await asyncio.sleep(self.interval)
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(loop.sock_recv(self._sock, 65536), self.interval)
+        except asyncio.TimeoutError:
+            return
+        except OSError as exc:  # e.g. ENOBUFS after a burst: rescan anyway
+            log.debug("rtnetlink: %s", exc)
+        while True:  # one rescan covers a burst of events
+            try:
+                self._sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+class BridgeSites:
+    """Keeps the proxy listening on each bridge address the `docker`/`podman` listen entries
+    stand for, for as long as that bridge has it.
+
+    `bind(host, port)` starts a site and returns its "host:port"; `unbind(shown)` stops it.
+    `sync()` does one pass (at start, before the broker says it is ready); `run()` repeats it on
+    every address event. A bind that fails is logged once and tried again on the next change.
+    """
+
+    def __init__(self, specs: Sequence[ListenSpec], docker_bridge: str, *,
+                 bind: Callable[[str, int], Awaitable[str]], unbind: Callable[[str], Awaitable[None]],
+                 fixed: Sequence[tuple[str, int]] = (), on_change: Callable[[], Awaitable[None]] | None = None,
+                 interval: float = 5.0, probe: Callable[[Iterable[str]], dict[str, str]] | None = None) -> None:
+        self.specs = [s for s in specs if s.is_bridge]
+        self.docker_bridge = docker_bridge
+        self._bind, self._unbind, self._fixed = bind, unbind, list(fixed)
+        self._on_change, self._probe, self.interval = on_change, probe, interval
+        self.sites: dict[tuple[str, int], str] = {}  # wanted bind -> the "host:port" serving it
+        self._failed: set[tuple[str, int]] = set()
+
+    @property
+    def wanted(self) -> bool:
+        return bool(self.specs)
+
+    def _interfaces(self) -> list[str]:
+        return [i for s in self.specs for i in bridge_interfaces(s.host, self.docker_bridge)]
+
+    async def sync(self) -> bool:
+        """Bind new bridge addresses, drop gone ones; True when anything changed."""
+        found = await asyncio.to_thread(self._probe or gateways, self._interfaces())
+        want = bridge_binds(self.specs, found, self.docker_bridge, self._fixed)
+        changed = False
+        for bind in [b for b in self.sites if b not in want]:
+            shown = self.sites.pop(bind)
+            try:
+                await self._unbind(shown)
+            finally:
+                log.info("container bridge address %s is gone: stopped listening on %s", bind[0], shown)
+            changed = True
+        for bind in want:
+            if bind in self.sites:
+                continue
+            try:
+                self.sites[bind] = await self._bind(*bind)
+            except (BrokerError, OSError) as exc:
+                if bind not in self._failed:
+                    log.error("cannot listen on the container bridge %s:%s: %s", bind[0], bind[1],
+                              getattr(exc, "message", None) or exc)
+                self._failed.add(bind)
+                continue
+            self._failed.discard(bind)
+            log.info("container bridge at %s: listening on %s", bind[0], self.sites[bind])
+            changed = True
+        if changed and self._on_change is not None:
+            await self._on_change()
+        return changed
+
+    async def run(self) -> None:
+        """Follow the bridges until cancelled."""
+        events = AddressEvents(self.interval)  # listening first, then looking: nothing slips between
+        try:
+            while True:
+                try:
+                    await self.sync()
+                except Exception as exc:  # keep watching: the next event may fix it
+                    log.error("container bridge watch: %s", exc)
+                await events.wait()
+        finally:
+            events.close()

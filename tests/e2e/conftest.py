@@ -29,6 +29,7 @@ from tests.e2e.infra.broker import BrokerProcess, Upstream
 from tests.e2e.infra.dockerd import DockerDaemon, DockerUnavailable
 from tests.e2e.infra.images import Built, claude_version, ensure_claude_image, ensure_claude_root_image, ensure_probe_image
 from tests.e2e.infra.netns import NetnsSandbox
+from tests.e2e.infra.podman import Podman
 from tests.e2e.infra.servers import Marker, marker_app
 from tests.fakes.threaded import serve_in_thread
 from tests.fakes.token_endpoint import FakeTokenEndpoint
@@ -92,6 +93,53 @@ def claude_root_image(dockerd: DockerDaemon, claude_image: str) -> str:
     return _image(ensure_claude_root_image, dockerd)
 
 
+@pytest.fixture(scope="session")
+def podman() -> Iterator[Podman]:
+    """Rootful podman (Debian's 4.3 in CI): `.run(image, argv, flags=...)`, `.env` for subprocesses."""
+    require_root()
+    require_tools("podman", "busybox")
+    engine = Podman.rootful()
+    _timings.append(f"podman: {engine.podman('--version').stdout.strip()} (rootful)")
+    try:
+        yield engine
+    finally:
+        engine.cleanup()
+
+
+@pytest.fixture(scope="session")
+def podman_probe_image(podman: Podman) -> str:
+    started = time.monotonic()
+    image = podman.probe_image()
+    _timings.append(f"{image} for podman ready in {time.monotonic() - started:.2f}s")
+    return image
+
+
+@pytest.fixture(scope="session")
+def podman_claude_image(podman: Podman) -> str:
+    """The Claude Code image for podman, running as uid 1000."""
+    require_tools("claude", "ldd")
+    started = time.monotonic()
+    image = podman.claude_image()
+    _timings.append(f"{image} for podman ready in {time.monotonic() - started:.2f}s")
+    return image
+
+
+@pytest.fixture(scope="session")
+def rootless_podman() -> Iterator[Podman]:
+    """Podman as a plain user (subuids, slirp4netns), with the probe and Claude Code images in
+    that user's own store."""
+    require_root()
+    require_tools("podman", "busybox", "setpriv", "runuser", "slirp4netns", "newuidmap")
+    engine = Podman.rootless()
+    started = time.monotonic()
+    engine.probe_image()
+    _timings.append(f"rootless podman as {engine.user}: images ready in {time.monotonic() - started:.2f}s")
+    try:
+        yield engine
+    finally:
+        engine.cleanup()
+
+
 @pytest.fixture
 def netns_sandbox() -> Iterator[NetnsSandbox]:
     require_root()
@@ -127,15 +175,22 @@ def upstream() -> Iterator[Upstream]:
 
 
 @pytest.fixture
-def start_broker(tmp_path_factory: pytest.TempPathFactory,
-                 upstream: Upstream) -> Iterator[Callable[[Sequence[str]], BrokerProcess]]:
-    """`start_broker(["127.0.0.1:0", "docker:0"])`; stopped (SIGTERM) after the test."""
+def start_broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                 upstream: Upstream) -> Iterator[Callable[[Sequence[str] | None], BrokerProcess]]:
+    """`start_broker(["127.0.0.1:0", "docker:0"])`, or `start_broker(None)` for a config with no
+    `listen` at all; stopped (SIGTERM) after the test. Its CLI talks to the test's engine."""
     brokers: list[BrokerProcess] = []
+    engine_env: dict[str, str] = {}
+    if "dockerd" in request.fixturenames:
+        daemon = request.getfixturevalue("dockerd")
+        engine_env = {k: daemon.env[k] for k in ("DOCKER_HOST", "DOCKER_CONFIG")}
+    if "podman" in request.fixturenames:
+        engine_env = {"CONTAINERS_CONF": request.getfixturevalue("podman").env["CONTAINERS_CONF"]}
 
-    def start(listen: Sequence[str]) -> BrokerProcess:
+    def start(listen: Sequence[str] | None) -> BrokerProcess:
         root: Path = tmp_path_factory.mktemp("broker")
         broker = BrokerProcess(root, listen, upstream.url, upstream.token_url, upstream.access,
-                               upstream.refresh, issued=upstream.sandbox_keys)
+                               upstream.refresh, issued=upstream.sandbox_keys, env=engine_env)
         brokers.append(broker)
         return broker.start()
 

@@ -2,7 +2,8 @@
 wired by nothing but what `inference-broker docker-args` prints: `docker run -it` for an image
 running as root and one running as uid 1000, `docker-compose run` from the compose snippet, the
 Dev Containers CLI (`devcontainer up` / `exec`) from the devcontainer fragment, and a network
-namespace with the env output.
+namespace with the env output; and the README's quick start, `inference-broker exec NAME --
+docker|podman run -it ...`, with no `listen` in the config (podman: rootful, Debian's 4.3).
 
 Each: the prompt comes up with the plan shown and no onboarding, connectivity error, API-key or
 trust question; a typed prompt gets the fake upstream's answer and its plan-limit warning; a
@@ -139,6 +140,40 @@ def test_docker_run(request, dockerd: DockerDaemon, bridged: BrokerProcess, upst
         return _docker_terminal(dockerd, name, label, argv)
 
     conversation(start, bridged, upstream, name)
+
+
+def _exec_quick_start(engine: str, image: str, broker: BrokerProcess, upstream: Upstream, project: Path,
+                      remove: Callable[[list[str]], None]) -> None:
+    """The README's quick start: `inference-broker exec NAME -- ENGINE run --rm -it -v ... -w ...
+    IMAGE claude`, with no `listen` in the config and an image running as uid 1000 that the
+    broker is never told about."""
+    name = f"quick-{engine}"
+    os.chown(project, 1000, 1000)
+    containers: list[str] = []
+
+    def start(label: str, claude_args: Sequence[str]) -> Terminal:
+        container = f"ib-{name}-{label}-{uuid.uuid4().hex[:6]}"
+        containers.append(container)
+        argv = broker.argv("exec", name, "--", engine, "run", "--rm", "-it", "--name", container, *NO_DNS,
+                           "-v", f"{project}:{WORKDIR}", "-w", WORKDIR, image, "claude", *claude_args)
+        return Terminal(argv, broker.env, name=f"{engine}-exec-{label}")
+
+    try:
+        conversation(start, broker, upstream, name)
+    finally:
+        if containers:
+            remove(containers)
+
+
+def test_docker_exec(dockerd: DockerDaemon, claude_image: str, start_broker, upstream: Upstream,
+                     project: Path) -> None:
+    _exec_quick_start("docker", claude_image, start_broker(None), upstream, project,
+                      lambda names: dockerd.docker("rm", "-f", *names, check=False))
+
+
+def test_podman_exec(podman, podman_claude_image: str, start_broker, upstream: Upstream, project: Path) -> None:
+    _exec_quick_start("podman", podman_claude_image, start_broker(None), upstream, project,
+                      lambda names: podman.podman("rm", "-f", *names, check=False))
 
 
 def test_compose_run(dockerd: DockerDaemon, claude_image: str, bridged: BrokerProcess, upstream: Upstream,

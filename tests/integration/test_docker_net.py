@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import subprocess
@@ -80,31 +79,8 @@ def test_real_bridge_found_by_ip_and_ioctl(bridge: tuple[str, str]) -> None:
     assert bridges._via_ioctl(name) == address
 
 
-async def test_watch_bridge_returns_once_it_appears(bridge: tuple[str, str]) -> None:
+def test_gateways_lists_the_bridges_that_exist(bridge: tuple[str, str]) -> None:
     name, address = bridge
-    probes = 0
-
-    def probe(n: str) -> str | None:
-        nonlocal probes
-        probes += 1
-        if probes == 2:  # appears between the first and second look
-            _create(name, address)
-        return bridges.bridge_gateway(n)
-
-    result = await asyncio.wait_for(bridges.watch_bridge(interval=0.01, name=name, probe=probe), timeout=10)
-    assert result == address and probes == 2
-
-
-async def test_watch_bridge_returns_an_address_already_there(bridge: tuple[str, str]) -> None:
-    name, address = bridge
+    assert bridges.gateways([name, "ib-no-such-link"]) == {}
     _create(name, address)
-    assert await asyncio.wait_for(bridges.watch_bridge(name=name, interval=0.01), timeout=10) == address
-
-
-async def test_watch_bridge_can_be_cancelled(bridge: tuple[str, str]) -> None:
-    name, _ = bridge
-    task = asyncio.create_task(bridges.watch_bridge(interval=0.01, name=name))
-    await asyncio.sleep(0.05)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    assert bridges.gateways([name, "ib-no-such-link"]) == {name: address}

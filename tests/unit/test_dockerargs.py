@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 from pathlib import Path
 
 import pytest
@@ -137,6 +136,24 @@ def test_reaches_containers(listen: list[str], reaches: bool) -> None:
 
 # -- the CLI face, against a real key store in a temp state dir ---------------------------------
 
+ENGINE_INFO = Path(__file__).parent / "engine_info"
+
+
+def _recorded(name: str, gateway: str | None = None):
+    from broker.sandboxes import engines, engines_probe
+
+    engine = engines.parse_info((ENGINE_INFO / f"{name}.json").read_text())
+    return lambda requested=None, program=None: engines_probe.Detected(engine, engine.kind, gateway)
+
+
+@pytest.fixture(autouse=True)
+def rootful_docker(monkeypatch):
+    """The engine these CLI tests meet: recorded rootful docker (no engine runs in unit tests)."""
+    from broker.sandboxes import engines_probe
+
+    monkeypatch.setattr(engines_probe, "detect", _recorded("docker-rootful"))
+
+
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     path = tmp_path / "config.yaml"
@@ -219,8 +236,41 @@ def test_cli_port_from_running_broker_when_configured_zero(capsys, tmp_path: Pat
     (state / "listen.json").write_text(json.dumps({"listen": ["127.0.0.1:41235"]}))
     rc, out, err = _cli(capsys, path, "box", "--new", "--format", "devcontainer")
     assert rc == 0 and json.loads(out)["containerEnv"]["ANTHROPIC_BASE_URL"] == "http://inference.local:41235"
-    # the Linux engine's containers cannot reach loopback; Docker Desktop's can
-    assert ("loopback only" in err) is sys.platform.startswith("linux")
+    assert "the broker is not running: start it with `inference-broker run`" in err
+
+
+def test_cli_warns_when_containers_cannot_reach_the_broker(capsys, tmp_path: Path, monkeypatch) -> None:
+    from broker.cli import docker_args_cmd
+
+    path, state = tmp_path / "c.yaml", tmp_path / "state"
+    path.write_text(f'listen: ["127.0.0.1:8765"]\nstate_dir: "{state}"\n')
+    monkeypatch.setattr(docker_args_cmd, "ask_or_none", lambda config, payload: {"status": {}})  # a broker runs
+    state.mkdir()
+    (state / "listen.json").write_text(json.dumps({"listen": ["127.0.0.1:8765"]}))
+    rc, out, err = _cli(capsys, path, "box", "--new")
+    assert rc == 0 and "does not listen on the docker bridge" in err and "add `docker:PORT`" in err
+
+
+@pytest.mark.parametrize(
+    "recorded, gateway, expect",
+    [
+        ("podman-4.3-rootful", "10.88.0.1", ["--add-host", "inference.local:10.88.0.1"]),
+        ("podman-4.3-rootless", None, ["--add-host", "inference.local:10.0.2.2", "--network",
+                                       "slirp4netns:allow_host_loopback=true", "--userns", "keep-id:uid=1000,gid=1000"]),
+    ],
+)
+def test_cli_prints_the_engine_flags_and_maps_rootless_users(capsys, config: Path, monkeypatch, recorded: str,
+                                                             gateway: str | None, expect: list[str]) -> None:
+    from broker.sandboxes import engines_probe
+
+    monkeypatch.setattr(engines_probe, "detect", _recorded(recorded, gateway))
+    chowned: list[int | None] = []
+    monkeypatch.setattr("broker.sandboxes.claude_dir.check_uid", lambda uid: chowned.append(uid))
+    monkeypatch.setattr("broker.sandboxes.claude_dir._owner_for", lambda path, uid: None)
+    rc, out, _ = _cli(capsys, config, "box", "--new", "--uid", "1000", "--engine", "podman")
+    assert rc == 0 and shlex.split(out)[: len(expect)] == expect
+    # rootful: the dir is handed to uid 1000 on the host; rootless: mapped, never chowned
+    assert chowned == ([1000] if "rootful" in recorded else [None])
 
 
 def test_cli_port_override(capsys, config: Path) -> None:

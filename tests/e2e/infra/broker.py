@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+import yaml
+
 from tests.fakes import broker_process
 from tests.fakes.login import write_login
 
@@ -38,12 +40,28 @@ class Upstream:
 class BrokerProcess(broker_process.BrokerProcess):
     """The shared harness with a login the fake upstream accepts and the tray's dummy backend."""
 
-    def __init__(self, root: Path, listen: Sequence[str], upstream_url: str, token_url: str, access: str,
-                 refresh: str, issued: list[str] | None = None) -> None:
-        super().__init__(root, {"provider": "anthropic-oauth", "listen": list(listen), "upstream_url": upstream_url,
-                                "token_url": token_url, "refresh": {"mode": "own"}},
-                         env_extra={"PYSTRAY_BACKEND": "dummy"}, issued=issued if issued is not None else [])
+    def __init__(self, root: Path, listen: Sequence[str] | None, upstream_url: str, token_url: str, access: str,
+                 refresh: str, issued: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+        config = {"provider": "anthropic-oauth", "upstream_url": upstream_url, "token_url": token_url,
+                  "refresh": {"mode": "own"}}
+        if listen is not None:  # None: no `listen` in the config, the default a new user has
+            config["listen"] = list(listen)
+        super().__init__(root, config, env_extra={"PYSTRAY_BACKEND": "dummy", **(env or {})},
+                         issued=issued if issued is not None else [])
         self.access, self.refresh = access, refresh
+        self.default_listen = listen is None
+
+    def write_config(self) -> Path:
+        path = super().write_config()
+        if self.default_listen:  # the shared harness always writes one: take it out again
+            doc = yaml.safe_load(path.read_text())
+            doc.pop("listen", None)
+            path.write_text(yaml.safe_dump(doc))
+        return path
+
+    def prepare(self) -> None:
+        """Called with the config and login written, just before the process starts (a broker
+        run as another user hands its files over here)."""
 
     @property
     def log_path(self) -> Path:
@@ -51,6 +69,9 @@ class BrokerProcess(broker_process.BrokerProcess):
 
     def start(self, *args: str, python: Sequence[str] = (), timeout: float = 30.0) -> BrokerProcess:
         write_login(self.creds, self.access, self.refresh, time.time() + 8 * 3600)
+        if not self.config_path.exists():
+            self.write_config()
+        self.prepare()
         super().start(*args, python=python, timeout=timeout)
         return self
 
