@@ -60,7 +60,7 @@ def check_ports(config: Config, gateway: str | None) -> list[Finding]:
     the port stops `run` at once.)"""
     out: list[Finding] = []
     for spec in (parse_listen(e) for e in config.listen):
-        host = gateway if spec.is_docker else spec.host
+        host = gateway if spec.is_docker else None if spec.is_bridge else spec.host  # podman's come and go
         if host is None or spec.port == 0:
             continue
         taken = _bind_error(host, spec.port)
