@@ -185,6 +185,10 @@ def check_sandbox(config: Config, name: str, status: dict | None, uid: int | Non
                 out.append(Finding(OK, f"{url} answers ({resp.status})"))
         except OSError as exc:
             out.append(Finding(PROBLEM, f"{url} does not answer ({exc})"))
+    if name in hashes:  # what the host sees is not what a container sees: say how to ask one
+        image_words = image or "IMAGE"
+        out.append(Finding(OK, f"to try the way in from a real container: `inference-broker sandbox check {name} "
+                               f"--image {image_words}` (it names the step that fails)"))
     return out
 
 

@@ -51,11 +51,12 @@ def _key_state(config: Config, name: str) -> str:
     or `no-dir` (a key, but its config dir is gone)."""
     key = claude_dir.read_key(config.state_dir, name)
     hashes: dict[str, str] = {}
+    revoked = None
     if config.keystore_path.exists():
         with KeyStore(config.keystore_path) as store:
-            hashes = store.hashes()
+            hashes, revoked = store.hashes(), store.revoked_at(name)
     if key is None:
-        return "no-dir" if name in hashes else "new"
+        return "no-dir" if name in hashes else "revoked" if revoked is not None else "new"
     return "ok" if hashes.get(name) == hash_key(key) else "revoked"
 
 
@@ -69,6 +70,9 @@ def _owner_wanted(engine: engines.Engine, uid: int) -> int | None:
 def _prepare(config: Config, name: str, engine: engines.Engine, uid: int, workdir: str | None) -> None:
     state = _key_state(config, name)
     owner = _owner_wanted(engine, uid)
+    if state == "revoked" and not claude_dir.sandbox_dir(config.state_dir, name).exists():
+        raise ExecRefused(f"sandbox {name!r} was revoked (its key and history are gone). To start it again "
+                          f"with a new key: `inference-broker sandbox add {name}`, then run this again")
     if state == "revoked":
         raise ExecRefused(f"sandbox {name!r} was revoked: the key in its config dir is no longer accepted. "
                           f"`inference-broker docker-args {name} --rotate` gives it a new one, or "

@@ -39,6 +39,9 @@ CREATE TABLE IF NOT EXISTS sandboxes (
 );
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS budgets (name TEXT PRIMARY KEY, tokens INTEGER NOT NULL, window REAL NOT NULL);
+-- Names revoked and not made again: `exec NAME` refuses them instead of quietly making a new
+-- sandbox (a key store from before this table gets it, empty, when it is opened).
+CREATE TABLE IF NOT EXISTS revoked (name TEXT PRIMARY KEY, at REAL NOT NULL);
 """
 
 
@@ -123,6 +126,7 @@ class KeyStore:
         except sqlite3.IntegrityError:
             raise SandboxError(f"sandbox {name!r} already exists: `inference-broker sandbox rotate {name}` "
                                "issues it a new key, `sandbox revoke` removes it") from None
+        self.db.execute("DELETE FROM revoked WHERE name = ?", (name,))
         return key
 
     def rotate(self, name: str) -> str:
@@ -148,12 +152,21 @@ class KeyStore:
     def revoke(self, name: str) -> bool:
         self._pending.pop(name, None)
         self.db.execute("DELETE FROM budgets WHERE name = ?", (name,))
-        return self.db.execute("DELETE FROM sandboxes WHERE name = ?", (name,)).rowcount > 0
+        gone = self.db.execute("DELETE FROM sandboxes WHERE name = ?", (name,)).rowcount > 0
+        if gone:
+            self.db.execute("INSERT OR REPLACE INTO revoked (name, at) VALUES (?, ?)", (name, time.time()))
+        return gone
 
     def revoke_all(self) -> int:
         self._pending.clear()
         self.db.execute("DELETE FROM budgets")
+        self.db.execute("INSERT OR REPLACE INTO revoked (name, at) SELECT name, ? FROM sandboxes", (time.time(),))
         return self.db.execute("DELETE FROM sandboxes").rowcount
+
+    def revoked_at(self, name: str) -> float | None:
+        """When `name` was revoked, if it was and has not been made again since."""
+        row = self.db.execute("SELECT at FROM revoked WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
 
     # -- budgets (tokens per rolling window), enforced by the running broker
     def set_budget(self, name: str, budget: Budget | None) -> None:

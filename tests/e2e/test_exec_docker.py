@@ -123,6 +123,18 @@ def test_nothing_starts_for_a_revoked_sandbox(dockerd: DockerDaemon, probe_image
     assert no_container(dockerd, container)
 
 
+def test_nothing_starts_for_a_sandbox_revoked_as_usual(dockerd: DockerDaemon, probe_image: str,
+                                                       default_broker: BrokerProcess) -> None:
+    """`sandbox revoke` deletes the key and the dir: exec must not quietly make a new sandbox."""
+    assert exec_run(default_broker, "ended", "--rm", probe_image, "true").returncode == 0
+    default_broker.revoke("ended")
+    container = f"ib-never-{uuid.uuid4().hex[:6]}"
+    out = exec_run(default_broker, "ended", "--name", container, probe_image, "true")
+    assert out.returncode != 0 and "sandbox 'ended' was revoked" in out.stderr, out.stderr
+    assert "inference-broker sandbox add ended" in out.stderr
+    assert no_container(dockerd, container) and not default_broker.sandbox_dir("ended").exists()
+
+
 def test_nothing_starts_when_the_engine_is_unreachable(dockerd: DockerDaemon, default_broker: BrokerProcess,
                                                        tmp_path: Path) -> None:
     env = {**default_broker.env, "DOCKER_HOST": f"unix://{tmp_path}/no.sock"}

@@ -139,6 +139,7 @@ def test_a_sandbox_dir_the_containers_user_cannot_read(tmp_path: Path) -> None:
     plain = broker.cli("doctor", "--sandbox", "box")
     assert ("[ok  ] sandbox 'box': its Claude Code dir belongs to uid 0, so its container must run as uid 0 (or "
             "root); `doctor --sandbox box --image IMAGE` (or --uid UID) checks the user an image runs as") in plain.stdout
+    assert "`inference-broker sandbox check box --image IMAGE` (it names the step that fails)" in plain.stdout
     node = broker.cli("doctor", "--sandbox", "box", "--uid", "1000")
     assert node.returncode == 1
     assert (f"[FAIL] sandbox 'box': a container running as uid 1000 cannot use {where}, {where}/.credentials.json, "
