@@ -8,6 +8,7 @@ dir (sandboxes.claude_dir), and revoking removes it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Iterator
@@ -116,7 +117,8 @@ def issue(config: Config, name: str, rotate: bool = False, workdir: str | None =
 
     All or nothing: the dir is read, checked and prepared (whatever the sandbox left there)
     before the key changes, so a failure leaves the old key valid and in the sandbox's login;
-    without a broker, the key store's change commits only once the new login is written."""
+    without a broker, the key store's change commits only once the new login is written, and a
+    running broker takes back a key the login could not be written with."""
     with titled("Cannot give the sandbox a new key" if rotate else "Cannot create the sandbox"):
         claude_dir.check_uid(uid)  # before the key exists: a refusal leaves nothing behind
         if not rotate and name in _names(config):  # usually the quick start's `--new`, run again
@@ -127,7 +129,12 @@ def issue(config: Config, name: str, rotate: bool = False, workdir: str | None =
         reply = ask_or_none(config, {"op": "sandbox_rotate" if rotate else "sandbox_add", "name": name})
         if reply is not None:
             key = reply["key"]
-            prepared.commit(key)
+            try:
+                prepared.commit(key)
+            except BaseException:  # the running broker takes the key back: the old one works again
+                with contextlib.suppress(BrokerError):  # the failure to report is the write's
+                    ask_or_none(config, {"op": "sandbox_undo", "name": name, "key": key})
+                raise
             return key
         with KeyStore(config.keystore_path) as store:
             return store.issue(name, rotate, then=prepared.commit)

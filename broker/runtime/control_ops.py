@@ -32,6 +32,11 @@ async def handle(service: Any, req: dict[str, Any]) -> dict[str, Any]:
         key = await (service.access.add(name) if issued else service.access.rotate(name))
         log.info("sandbox %s: key %s (fingerprint %s)", name, "issued" if issued else "rotated", fingerprint(key))
         return {"ok": True, "key": key}
+    if op == "sandbox_undo":  # the client could not write the key it was given: take it back
+        name = str(req["name"])
+        undone = await service.access.undo_issue(name, str(req["key"]))
+        log.info("sandbox %s: the key just issued was %s", name, "taken back" if undone else "not taken back")
+        return {"ok": True, "undone": undone}
     if op == "dashboard_url":
         if service.dashboard is None:
             raise BrokerError(service.dashboard_error, title="Dashboard")

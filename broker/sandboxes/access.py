@@ -16,6 +16,7 @@ All key-store I/O runs in one worker thread, in order, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,7 @@ from typing import Any, TypeVar
 from broker.sandboxes.key_store import Counts, KeyStore, tally, with_counts
 from broker.usage.budget import Budget
 from broker.common.api_errors import Refusal
-from broker.sandboxes.keys import match_key
+from broker.sandboxes.keys import hash_key, match_key
 from broker.sandboxes.info import SandboxInfo
 from broker.usage.reply_usage import Usage
 
@@ -61,6 +62,9 @@ class SandboxAccess:
         self._active: dict[str, set[asyncio.Task[Any]]] = {}
         self._unsaved: Counts = {}  # use counted since the last flush
         self._saving: Counts = {}  # use being written by a flush in progress
+        # name -> (hash of the key last issued, the hash it replaced or None): read and written
+        # only in the key store's thread
+        self._issued: dict[str, tuple[str, str | None]] = {}
 
     # -- reading (the proxy's side: memory only)
     @property
@@ -106,10 +110,30 @@ class SandboxAccess:
         self._apply(await self._run(lambda: self._read(mark_seen=True)))
 
     async def add(self, name: str) -> str:
-        return await self._change(lambda store: store.add(name))
+        return await self._change(lambda store: self._issue(store, name, rotate=False))
 
     async def rotate(self, name: str) -> str:
-        return await self._change(lambda store: store.rotate(name))
+        return await self._change(lambda store: self._issue(store, name, rotate=True))
+
+    async def undo_issue(self, name: str, key: str) -> bool:
+        """Take back the key just issued to `name` (the client could not write it where the
+        sandbox reads it): the previous key works again, or a new sandbox is gone. Only the
+        holder of that key can ask, and only while it is still the current one."""
+        def undo(store: KeyStore) -> bool:
+            issued = self._issued.get(name)
+            if issued is None or not hmac.compare_digest(issued[0], hash_key(key)):
+                return False
+            del self._issued[name]
+            return store.undo_issue(name, *issued)
+
+        return await self._change(undo)
+
+    def _issue(self, store: KeyStore, name: str, rotate: bool) -> str:
+        """In the store's thread: a new key, remembering what it replaced (for `undo_issue`)."""
+        previous = store.hashes().get(name) if rotate else None
+        key = store.rotate(name) if rotate else store.add(name)
+        self._issued[name] = (hash_key(key), previous)
+        return key
 
     async def revoke(self, name: str) -> bool:
         return await self._change(lambda store: store.revoke(name))

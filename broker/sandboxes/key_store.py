@@ -149,6 +149,18 @@ class KeyStore:
         self.db.execute("COMMIT")
         return key
 
+    def undo_issue(self, name: str, issued_hash: str, previous_hash: str | None) -> bool:
+        """Put back what `name` had before a key was issued (its previous key, or no sandbox at
+        all), if the issued key is still the current one; False when something else changed it."""
+        row = self.db.execute("SELECT key_hash FROM sandboxes WHERE name = ?", (name,)).fetchone()
+        if row is None or row[0] != issued_hash:
+            return False
+        if previous_hash is None:
+            self.db.execute("DELETE FROM sandboxes WHERE name = ?", (name,))
+        else:
+            self.db.execute("UPDATE sandboxes SET key_hash = ? WHERE name = ?", (previous_hash, name))
+        return True
+
     def revoke(self, name: str) -> bool:
         self._pending.pop(name, None)
         self.db.execute("DELETE FROM budgets WHERE name = ?", (name,))

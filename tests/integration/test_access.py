@@ -78,3 +78,21 @@ async def test_counted_use_shows_before_and_after_it_is_saved(access, tmp_path):
     assert [(s.name, s.requests) for s in access.sandboxes()] == [("a", 2)]
     with KeyStore(tmp_path / "broker.db") as cli:
         assert [(s.name, s.requests) for s in cli.list()] == [("a", 2)]
+
+
+async def test_only_the_key_just_issued_takes_itself_back(access: SandboxAccess) -> None:
+    old = await access.add("a")
+    new = await access.rotate("a")
+    assert not await access.undo_issue("a", old)  # not the key issued last
+    assert access.sandbox_for(new) == "a" and access.sandbox_for(old) is None
+    assert await access.undo_issue("a", new)
+    assert access.sandbox_for(old) == "a" and access.sandbox_for(new) is None
+    assert not await access.undo_issue("a", new)  # once
+
+
+async def test_a_key_rotated_again_since_is_not_taken_back(access: SandboxAccess) -> None:
+    await access.add("a")
+    first = await access.rotate("a")
+    second = await access.rotate("a")
+    assert not await access.undo_issue("a", first)
+    assert access.sandbox_for(second) == "a"

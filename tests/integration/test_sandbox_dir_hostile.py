@@ -17,6 +17,7 @@ from broker.sandboxes import claude_config as cc
 from broker.sandboxes import claude_dir as sc
 from broker.sandboxes.key_store import KeyStore
 from broker.sandboxes.keys import match_key
+from tests.fakes.broker_process import BrokerProcess
 from tests.support import require_root
 
 KEY, KEY2 = "sk-ib-" + "a" * 43, "sk-ib-" + "b" * 43
@@ -195,3 +196,29 @@ def test_doctor_reads_a_planted_login_as_untrusted(tmp_path: Path, capsys: pytes
     (box / cc.CREDENTIALS_FILE).write_text('{"claudeAiOauth": ' + DEEP + "}")
     main([*cfg, "doctor", "--sandbox", "box"])
     assert "sandbox 'box': its Claude Code dir holds no key" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [*ROTATES, ["sandbox", "add", "fresh"]])
+def test_a_running_broker_takes_back_a_key_the_login_could_not_be_written_with(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through a running broker the key changes first; when the new login then cannot be
+    written, the broker takes the key back: the old key works again (a new sandbox is gone)."""
+    broker = BrokerProcess(tmp_path / "b")
+    broker.start()
+    try:
+        cfg = ["--config", str(broker.config_path)]
+        assert main([*cfg, "sandbox", "add", "box"]) == 0
+        old = capsys.readouterr().out.strip()
+
+        def fails(*args: Any) -> Any:
+            raise sc.SandboxConfigError("cannot write the login")
+
+        monkeypatch.setattr(sc.Prepared, "commit", fails)
+        assert main([*cfg, *command]) == 1
+        assert "cannot write the login" in capsys.readouterr().err
+        with KeyStore(broker.state_dir / "broker.db") as store:
+            hashes = store.hashes()
+        assert set(hashes) == {"box"}, hashes
+        assert match_key(old, hashes) == "box" and sc.read_key(broker.state_dir, "box") == old
+    finally:
+        broker.stop()
